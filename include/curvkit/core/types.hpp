@@ -1,0 +1,30 @@
+// Basic types and portability macros shared by every curvkit header.
+#pragma once
+
+#include <cstdint>
+
+// Functions in include/curvkit/device/ are compiled for the host and, under nvcc (or a Kokkos
+// CUDA build, which compiles through nvcc), for the device as well.
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define CURVKIT_HD __host__ __device__
+#define CURVKIT_HD_INLINE __host__ __device__ __forceinline__
+#else
+#define CURVKIT_HD
+#define CURVKIT_HD_INLINE inline
+#endif
+
+namespace curvkit {
+
+/// Sizes, strides and batch counts: 64-bit so that batch * stride never overflows.
+using index_t = std::int64_t;
+
+/// Where a backend runs.  Every public op dispatches on the Context's backend.
+enum class Backend : int {
+  reference = 0,  ///< plain CPU loops, long-double accumulation: the test oracle
+  kokkos = 1,     ///< Kokkos, on Kokkos::DefaultExecutionSpace (host or device memory)
+  cuda = 2,       ///< native CUDA kernels on a cudaStream_t (device memory)
+};
+
+const char* to_string(Backend backend);
+
+}  // namespace curvkit

@@ -1,0 +1,10 @@
+// Umbrella header: everything public except the optional Kokkos interop header.
+#pragma once
+
+#include "curvkit/core/context.hpp"
+#include "curvkit/core/info.hpp"
+#include "curvkit/core/status.hpp"
+#include "curvkit/core/types.hpp"
+#include "curvkit/core/view.hpp"
+#include "curvkit/spd.hpp"
+#include "curvkit/version.hpp"

@@ -1,0 +1,203 @@
+// Kokkos backend of the SPD family.
+//
+// One Kokkos index per matrix: each matrix is factored, solved or inverted by one thread with
+// the per-matrix building blocks of include/curvkit/device/cholesky.hpp.  On CPUs (Serial,
+// OpenMP, Threads) that is the right granularity for the batched sizes of the seeds (n <= 64,
+// 10^4..10^6 matrices) and the row-blocked factorisation keeps large n cache-friendly.
+// Orders 1..16 are dispatched to compile-time sizes (Fixed<N>) so their loops unroll.
+// Functors rather than lambdas: nvcc's extended lambdas cannot live inside the generic
+// size dispatch, and functors compile identically on every Kokkos version.
+// Grouped batches: one parallel_for per group, all on the same execution-space instance.
+#include "compat.hpp"
+#include "spd_backends.hpp"
+#include "spd_common.hpp"
+
+namespace curvkit::kokkos {
+namespace {
+
+using device::Fixed;
+using device::ShiftLadder;
+
+// Calls f(size) with size = Fixed<n> for n <= 16 and the runtime n otherwise.
+template <class F>
+void with_order(index_t n, F&& f) {
+  switch (n) {
+    case 1: return f(Fixed<1>{});
+    case 2: return f(Fixed<2>{});
+    case 3: return f(Fixed<3>{});
+    case 4: return f(Fixed<4>{});
+    case 5: return f(Fixed<5>{});
+    case 6: return f(Fixed<6>{});
+    case 7: return f(Fixed<7>{});
+    case 8: return f(Fixed<8>{});
+    case 9: return f(Fixed<9>{});
+    case 10: return f(Fixed<10>{});
+    case 11: return f(Fixed<11>{});
+    case 12: return f(Fixed<12>{});
+    case 13: return f(Fixed<13>{});
+    case 14: return f(Fixed<14>{});
+    case 15: return f(Fixed<15>{});
+    case 16: return f(Fixed<16>{});
+    default: return f(n);
+  }
+}
+
+// Factor one matrix under the ladder and record its info (and shift).  Returns info; the
+// caller NaN-fills the outputs on failure.
+template <class T, class Size>
+KOKKOS_INLINE_FUNCTION int factor_one(Size n, T* m, index_t ld, const ShiftLadder<T>& ladder,
+                                      int* info, T* shift_used) {
+  T shift = T(0);
+  const int code = device::potrf_lower_with_policy(n, m, ld, ladder, &shift);
+  *info = code;
+  if (shift_used != nullptr) *shift_used = shift;
+  return code;
+}
+
+template <class T, class Size>
+struct Potrf {
+  MatrixBatch<T> a;
+  Size n;
+  ShiftLadder<T> ladder;
+  int* info;
+  T* shift_used;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
+    T* m = a.matrix(b);
+    if (factor_one(n, m, a.ld, ladder, info + b, shift_used ? shift_used + b : nullptr) != 0)
+      device::fill_nan(n, a.cols, m, a.ld, true);
+  }
+};
+
+template <class T, class Size>
+struct Posv {
+  MatrixBatch<T> a;
+  MatrixBatch<T> x;
+  Size n;
+  ShiftLadder<T> ladder;
+  int* info;
+  T* shift_used;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
+    T* m = a.matrix(b);
+    T* rhs = x.matrix(b);
+    if (factor_one(n, m, a.ld, ladder, info + b, shift_used ? shift_used + b : nullptr) != 0) {
+      device::fill_nan(n, a.cols, m, a.ld, true);
+      device::fill_nan(x.rows, x.cols, rhs, x.ld, false);
+      return;
+    }
+    device::potrs_lower(n, x.cols, m, a.ld, rhs, x.ld);
+  }
+};
+
+template <class T, class Size>
+struct Potrs {
+  MatrixBatch<const T> l;
+  MatrixBatch<T> x;
+  Size n;
+  int* info;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
+    const T* m = l.matrix(b);
+    T* rhs = x.matrix(b);
+    const int code = device::check_factor_diagonal(n, m, l.ld);
+    info[b] = code;
+    if (code != 0) {
+      device::fill_nan(x.rows, x.cols, rhs, x.ld, false);
+      return;
+    }
+    device::potrs_lower(n, x.cols, m, l.ld, rhs, x.ld);
+  }
+};
+
+template <class T, class Size>
+struct Potri {
+  MatrixBatch<T> a;
+  Size n;
+  ShiftLadder<T> ladder;
+  int* info;
+  T* shift_used;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
+    T* m = a.matrix(b);
+    if (factor_one(n, m, a.ld, ladder, info + b, shift_used ? shift_used + b : nullptr) != 0) {
+      device::fill_nan(n, a.cols, m, a.ld, false);
+      return;
+    }
+    device::trtri_lower(n, m, a.ld);
+    device::lauum_lower_full(n, m, a.ld);
+  }
+};
+
+template <class T>
+T* offset_or_null(T* p, index_t k) {
+  return p ? p + k : nullptr;
+}
+
+}  // namespace
+
+template <class T>
+Status potrf(const Context& ctx, GroupedBatch<T> groups, int* info, const SpdOptions& o,
+             T* shift_used) {
+  const ExecSpace space = exec_space(ctx);
+  index_t k = 0;
+  for (const auto& a : groups) {
+    const auto ladder = detail::make_ladder<T>(o, a.rows);
+    with_order(a.rows, [&](auto n) {
+      for_each_index(space, "curvkit::potrf", a.batch,
+                     Potrf<T, decltype(n)>{a, n, ladder, info + k, offset_or_null(shift_used, k)});
+    });
+    k += a.batch;
+  }
+  return Status::success();
+}
+
+template <class T>
+Status potrs(const Context& ctx, GroupedBatch<const T> ls, GroupedBatch<T> xs, int* info) {
+  const ExecSpace space = exec_space(ctx);
+  index_t k = 0;
+  for (std::size_t g = 0; g < ls.size(); ++g) {
+    const auto& l = ls[g];
+    const auto& x = xs[g];
+    with_order(l.rows, [&](auto n) {
+      for_each_index(space, "curvkit::potrs", l.batch, Potrs<T, decltype(n)>{l, x, n, info + k});
+    });
+    k += l.batch;
+  }
+  return Status::success();
+}
+
+template <class T>
+Status posv(const Context& ctx, GroupedBatch<T> as, GroupedBatch<T> xs, int* info,
+            const SpdOptions& o, T* shift_used) {
+  const ExecSpace space = exec_space(ctx);
+  index_t k = 0;
+  for (std::size_t g = 0; g < as.size(); ++g) {
+    const auto& a = as[g];
+    const auto& x = xs[g];
+    const auto ladder = detail::make_ladder<T>(o, a.rows);
+    with_order(a.rows, [&](auto n) {
+      for_each_index(space, "curvkit::posv", a.batch,
+                     Posv<T, decltype(n)>{a, x, n, ladder, info + k, offset_or_null(shift_used, k)});
+    });
+    k += a.batch;
+  }
+  return Status::success();
+}
+
+template <class T>
+Status potri(const Context& ctx, GroupedBatch<T> groups, int* info, const SpdOptions& o,
+             T* shift_used) {
+  const ExecSpace space = exec_space(ctx);
+  index_t k = 0;
+  for (const auto& a : groups) {
+    const auto ladder = detail::make_ladder<T>(o, a.rows);
+    with_order(a.rows, [&](auto n) {
+      for_each_index(space, "curvkit::potri", a.batch,
+                     Potri<T, decltype(n)>{a, n, ladder, info + k, offset_or_null(shift_used, k)});
+    });
+    k += a.batch;
+  }
+  return Status::success();
+}
+
+}  // namespace curvkit::kokkos
+
+CURVKIT_INSTANTIATE_SPD_BACKEND(kokkos, float)
+CURVKIT_INSTANTIATE_SPD_BACKEND(kokkos, double)
