@@ -11,6 +11,11 @@ namespace curvkit::kokkos {
 
 using ExecSpace = Kokkos::DefaultExecutionSpace;
 
+/// True when kernels run on the host (Serial, OpenMP, Threads): per-thread stack buffers and
+/// SIMD-across-matrices code paths are then the fast choice; on GPUs one thread per matrix.
+inline constexpr bool kHostExecution =
+    Kokkos::SpaceAccessibility<ExecSpace, Kokkos::HostSpace>::accessible;
+
 /// The execution-space instance a Context names (the default instance if none).
 inline ExecSpace exec_space(const Context& ctx) {
   if (ctx.kokkos_instance() != nullptr) return *static_cast<const ExecSpace*>(ctx.kokkos_instance());

@@ -9,6 +9,7 @@
 // size dispatch, and functors compile identically on every Kokkos version.
 // Grouped batches: one parallel_for per group, all on the same execution-space instance.
 #include "compat.hpp"
+#include "curvkit/device/cholesky_lanes.hpp"
 #include "spd_backends.hpp"
 #include "spd_common.hpp"
 
@@ -125,6 +126,110 @@ struct Potri {
   }
 };
 
+// ---- SIMD across matrices (host execution spaces, n <= kLanesMaxOrder) ----------------------
+// One Kokkos index = W consecutive matrices, gathered into an interleaved lane buffer on the
+// stack, factored / solved / inverted in lock-step (device/cholesky_lanes.hpp), scattered
+// back.  A lane that fails under the shift policy is redone by the per-matrix path on the
+// untouched original in global memory (the lane path writes a matrix back only on success).
+
+inline constexpr index_t kLanesMaxOrder = 32;
+inline constexpr index_t kLanesMaxRhs = 4;
+
+// Two 64-byte vectors of matrices per chunk: two independent FMA chains per dot product.
+template <class T>
+inline constexpr int kLanes = 128 / int(sizeof(T));
+
+enum class LaneOp { potrf, posv, potri };
+
+template <class T, class Size, LaneOp op>
+struct LanesKernel {
+  static constexpr int W = kLanes<T>;
+  MatrixBatch<T> a;
+  MatrixBatch<T> x;  // posv only
+  Size n;
+  ShiftLadder<T> ladder;
+  int* info;
+  T* shift_used;
+
+  void operator()(index_t chunk) const {
+    const index_t first = chunk * W;
+    const int active = int(a.batch - first < W ? a.batch - first : W);
+    const index_t nn = n;
+    const index_t nrhs = op == LaneOp::posv ? x.cols : 0;
+    T buf[device::lanes::tri_size(kLanesMaxOrder) * W];
+    T inv[kLanesMaxOrder * W];
+    T rhs[kLanesMaxOrder * kLanesMaxRhs * W];
+    int code[W];
+    // Gather; idle lanes of the last chunk get the identity (they never fail, never stored).
+    for (index_t i = 0; i < nn; ++i)
+      for (index_t j = 0; j <= i; ++j) {
+        T* dst = buf + device::lanes::tri(i, j) * W;
+        for (int w = 0; w < W; ++w) dst[w] = w < active ? a(first + w, i, j) : T(i == j);
+      }
+    for (index_t i = 0; i < nn; ++i)
+      for (index_t c = 0; c < nrhs; ++c)
+        for (int w = 0; w < W; ++w) rhs[(i * nrhs + c) * W + w] = w < active ? x(first + w, i, c) : T(0);
+
+    device::lanes::potrf<W>(n, buf, ladder.lambda, inv, code);
+    if (op == LaneOp::posv) device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
+    if (op == LaneOp::potri) device::lanes::potri<W>(n, buf, inv);
+
+    for (int w = 0; w < active; ++w) {
+      const index_t b = first + w;
+      T* m = a.matrix(b);
+      if (code[w] != 0) {
+        finish_failed_lane(b, code[w]);
+        continue;
+      }
+      info[b] = 0;
+      if (shift_used) shift_used[b] = T(0);
+      for (index_t i = 0; i < nn; ++i)
+        for (index_t j = 0; j <= i; ++j) {
+          const T v = buf[device::lanes::tri(i, j) * W + w];
+          m[i * a.ld + j] = v;
+          if (op == LaneOp::potri) m[j * a.ld + i] = v;
+        }
+      for (index_t i = 0; i < nn; ++i)
+        for (index_t c = 0; c < nrhs; ++c) x(b, i, c) = rhs[(i * nrhs + c) * W + w];
+    }
+  }
+
+  // Report policy (or NaN input): record and NaN-fill.  Shift policy: redo this matrix with
+  // the per-matrix path, which retries on the still-original A.
+  void finish_failed_lane(index_t b, int lane_code) const {
+    T* m = a.matrix(b);
+    if (lane_code > 0 && ladder.retries > 0) {
+      if (op == LaneOp::potrf)
+        Potrf<T, Size>{a, n, ladder, info, shift_used}(b);
+      else if (op == LaneOp::posv)
+        Posv<T, Size>{a, x, n, ladder, info, shift_used}(b);
+      else
+        Potri<T, Size>{a, n, ladder, info, shift_used}(b);
+      return;
+    }
+    info[b] = lane_code;
+    if (shift_used) shift_used[b] = device::quiet_nan<T>();
+    device::fill_nan(n, a.cols, m, a.ld, op != LaneOp::potri);
+    if (op == LaneOp::posv) device::fill_nan(x.rows, x.cols, x.matrix(b), x.ld, false);
+  }
+};
+
+// Runs the lane path if it applies (host space, small n, few right-hand sides).
+template <class T, LaneOp op, class Size>
+bool try_lanes(const ExecSpace& space, const char* label, const MatrixBatch<T>& a,
+               const MatrixBatch<T>& x, Size n, const ShiftLadder<T>& ladder, int* info,
+               T* shift_used) {
+  if constexpr (!kHostExecution) {
+    return false;
+  } else {
+    if (index_t(n) > kLanesMaxOrder || (op == LaneOp::posv && x.cols > kLanesMaxRhs)) return false;
+    constexpr int W = kLanes<T>;
+    for_each_index(space, label, (a.batch + W - 1) / W,
+                   LanesKernel<T, Size, op>{a, x, n, ladder, info, shift_used});
+    return true;
+  }
+}
+
 template <class T>
 T* offset_or_null(T* p, index_t k) {
   return p ? p + k : nullptr;
@@ -140,6 +245,9 @@ Status potrf(const Context& ctx, GroupedBatch<T> groups, int* info, const SpdOpt
   for (const auto& a : groups) {
     const auto ladder = detail::make_ladder<T>(o, a.rows);
     with_order(a.rows, [&](auto n) {
+      if (try_lanes<T, LaneOp::potrf>(space, "curvkit::potrf_lanes", a, a, n, ladder, info + k,
+                                      offset_or_null(shift_used, k)))
+        return;
       for_each_index(space, "curvkit::potrf", a.batch,
                      Potrf<T, decltype(n)>{a, n, ladder, info + k, offset_or_null(shift_used, k)});
     });
@@ -173,6 +281,9 @@ Status posv(const Context& ctx, GroupedBatch<T> as, GroupedBatch<T> xs, int* inf
     const auto& x = xs[g];
     const auto ladder = detail::make_ladder<T>(o, a.rows);
     with_order(a.rows, [&](auto n) {
+      if (try_lanes<T, LaneOp::posv>(space, "curvkit::posv_lanes", a, x, n, ladder, info + k,
+                                     offset_or_null(shift_used, k)))
+        return;
       for_each_index(space, "curvkit::posv", a.batch,
                      Posv<T, decltype(n)>{a, x, n, ladder, info + k, offset_or_null(shift_used, k)});
     });
@@ -189,6 +300,9 @@ Status potri(const Context& ctx, GroupedBatch<T> groups, int* info, const SpdOpt
   for (const auto& a : groups) {
     const auto ladder = detail::make_ladder<T>(o, a.rows);
     with_order(a.rows, [&](auto n) {
+      if (try_lanes<T, LaneOp::potri>(space, "curvkit::potri_lanes", a, a, n, ladder, info + k,
+                                      offset_or_null(shift_used, k)))
+        return;
       for_each_index(space, "curvkit::potri", a.batch,
                      Potri<T, decltype(n)>{a, n, ladder, info + k, offset_or_null(shift_used, k)});
     });
