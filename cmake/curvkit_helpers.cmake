@@ -6,8 +6,9 @@ function(curvkit_host_flags target)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
   endif()
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-    # OpenMP SIMD pragmas only (no OpenMP runtime): lets reductions in the kernels vectorise.
-    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp-simd -Wall -Wextra>)
+    # OpenMP SIMD pragmas only (no OpenMP runtime) lets reductions vectorise; no errno from
+    # sqrt lets the SIMD-across-matrices kernels vectorise their square roots.
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp-simd -fno-math-errno -Wall -Wextra>)
   endif()
 endfunction()
 

@@ -132,7 +132,7 @@ struct Potri {
 // back.  A lane that fails under the shift policy is redone by the per-matrix path on the
 // untouched original in global memory (the lane path writes a matrix back only on success).
 
-inline constexpr index_t kLanesMaxOrder = 32;
+inline constexpr index_t kLanesMaxOrder = 64;
 inline constexpr index_t kLanesMaxRhs = 4;
 
 // Two 64-byte vectors of matrices per chunk: two independent FMA chains per dot product.
@@ -161,18 +161,26 @@ struct LanesKernel {
     T rhs[kLanesMaxOrder * kLanesMaxRhs * W];
     int code[W];
     // Gather; idle lanes of the last chunk get the identity (they never fail, never stored).
-    for (index_t i = 0; i < nn; ++i)
-      for (index_t j = 0; j <= i; ++j) {
-        T* dst = buf + device::lanes::tri(i, j) * W;
-        for (int w = 0; w < W; ++w) dst[w] = w < active ? a(first + w, i, j) : T(i == j);
+    for (int w = 0; w < W; ++w) {
+      if (w < active) {
+        const T* m = a.matrix(first + w);
+        for (index_t i = 0; i < nn; ++i)
+          for (index_t j = 0; j <= i; ++j) buf[device::lanes::tri(i, j) * W + w] = m[i * a.ld + j];
+        if constexpr (op == LaneOp::posv) {
+          const T* r = x.matrix(first + w);
+          for (index_t i = 0; i < nn; ++i)
+            for (index_t c = 0; c < nrhs; ++c) rhs[(i * nrhs + c) * W + w] = r[i * x.ld + c];
+        }
+      } else {
+        for (index_t i = 0; i < nn; ++i)
+          for (index_t j = 0; j <= i; ++j) buf[device::lanes::tri(i, j) * W + w] = T(i == j);
+        for (index_t e = 0; e < nn * nrhs; ++e) rhs[e * W + w] = T(0);
       }
-    for (index_t i = 0; i < nn; ++i)
-      for (index_t c = 0; c < nrhs; ++c)
-        for (int w = 0; w < W; ++w) rhs[(i * nrhs + c) * W + w] = w < active ? x(first + w, i, c) : T(0);
+    }
 
     device::lanes::potrf<W>(n, buf, ladder.lambda, inv, code);
-    if (op == LaneOp::posv) device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
-    if (op == LaneOp::potri) device::lanes::potri<W>(n, buf, inv);
+    if constexpr (op == LaneOp::posv) device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
+    if constexpr (op == LaneOp::potri) device::lanes::potri<W>(n, buf, inv);
 
     for (int w = 0; w < active; ++w) {
       const index_t b = first + w;
@@ -187,10 +195,13 @@ struct LanesKernel {
         for (index_t j = 0; j <= i; ++j) {
           const T v = buf[device::lanes::tri(i, j) * W + w];
           m[i * a.ld + j] = v;
-          if (op == LaneOp::potri) m[j * a.ld + i] = v;
+          if constexpr (op == LaneOp::potri) m[j * a.ld + i] = v;
         }
-      for (index_t i = 0; i < nn; ++i)
-        for (index_t c = 0; c < nrhs; ++c) x(b, i, c) = rhs[(i * nrhs + c) * W + w];
+      if constexpr (op == LaneOp::posv) {
+        T* r = x.matrix(b);
+        for (index_t i = 0; i < nn; ++i)
+          for (index_t c = 0; c < nrhs; ++c) r[i * x.ld + c] = rhs[(i * nrhs + c) * W + w];
+      }
     }
   }
 

@@ -31,47 +31,93 @@ CURVKIT_HD_INLINE constexpr index_t tri(index_t i, index_t j) { return i * (i + 
 /// Elements of a packed lower triangle of order n.
 CURVKIT_HD_INLINE constexpr index_t tri_size(index_t n) { return n * (n + 1) / 2; }
 
+// s[w] -= sum_{k < len} x[k][w] * y[k][w]
+template <int W, class T>
+CURVKIT_HD_INLINE void sub_dot(T* s, const T* x, const T* y, index_t len) {
+  for (index_t k = 0; k < len; ++k) {
+    CURVKIT_SIMD
+    for (int w = 0; w < W; ++w) s[w] -= x[k * W + w] * y[k * W + w];
+  }
+}
+
+// Pivot i of every lane: d = a_ii + shift - sum_k l_ik^2 is checked, L_ii = sqrt(d) stored,
+// 1/L_ii kept; failing lanes record their first failure and continue with d = 1.
+template <int W, class T>
+CURVKIT_HD_INLINE void finish_pivot(index_t i, T* li, T shift, T* inv_diag, int* info) {
+  T d[W];
+  CURVKIT_SIMD
+  for (int w = 0; w < W; ++w) d[w] = li[i * W + w] + shift;
+  sub_dot<W>(d, li, li, i);
+  for (int w = 0; w < W; ++w) {
+    const bool finite = (d[w] - d[w]) == T(0);
+    if (!finite || !(d[w] > T(0))) {
+      if (info[w] == info::success) info[w] = finite ? info::not_positive(i) : info::non_finite(i);
+      d[w] = T(1);
+    }
+  }
+  CURVKIT_SIMD
+  for (int w = 0; w < W; ++w) {
+    const T r = std::sqrt(d[w]);
+    li[i * W + w] = r;
+    inv_diag[i * W + w] = T(1) / r;
+  }
+}
+
 /// Factor in place: buf holds the lower triangles of W matrices (A + shift I = L L^T).
 /// inv_diag (n * W) receives 1 / L_ii.  info[w] is the lane's info code (0, k, -k); a lane
 /// that fails keeps going on harmless numbers so the others are unaffected.
+/// Rows are computed in pairs: both rows share each load of an earlier row j and give the
+/// FMA units two independent chains per lane vector (the dot products are short).
 template <int W, class T, class Size>
 CURVKIT_HD void potrf(Size nn, T* buf, T shift, T* inv_diag, int* info) {
   const index_t n = static_cast<index_t>(nn);
   for (int w = 0; w < W; ++w) info[w] = info::success;
-  for (index_t i = 0; i < n; ++i) {
+  index_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    T* l0 = buf + tri(i, 0) * W;
+    T* l1 = buf + tri(i + 1, 0) * W;
+    for (index_t j = 0; j < i; ++j) {
+      const T* lj = buf + tri(j, 0) * W;
+      T s0[W], s1[W];
+      CURVKIT_SIMD
+      for (int w = 0; w < W; ++w) {
+        s0[w] = l0[j * W + w];
+        s1[w] = l1[j * W + w];
+      }
+      for (index_t k = 0; k < j; ++k) {
+        CURVKIT_SIMD
+        for (int w = 0; w < W; ++w) {
+          s0[w] -= l0[k * W + w] * lj[k * W + w];
+          s1[w] -= l1[k * W + w] * lj[k * W + w];
+        }
+      }
+      CURVKIT_SIMD
+      for (int w = 0; w < W; ++w) {
+        l0[j * W + w] = s0[w] * inv_diag[j * W + w];
+        l1[j * W + w] = s1[w] * inv_diag[j * W + w];
+      }
+    }
+    finish_pivot<W>(i, l0, shift, inv_diag, info);
+    T s[W];  // L_{i+1,i}
+    CURVKIT_SIMD
+    for (int w = 0; w < W; ++w) s[w] = l1[i * W + w];
+    sub_dot<W>(s, l1, l0, i);
+    CURVKIT_SIMD
+    for (int w = 0; w < W; ++w) l1[i * W + w] = s[w] * inv_diag[i * W + w];
+    finish_pivot<W>(i + 1, l1, shift, inv_diag, info);
+  }
+  if (i < n) {  // odd order: the last row alone
     T* li = buf + tri(i, 0) * W;
     for (index_t j = 0; j < i; ++j) {
       const T* lj = buf + tri(j, 0) * W;
       T s[W];
       CURVKIT_SIMD
       for (int w = 0; w < W; ++w) s[w] = li[j * W + w];
-      for (index_t k = 0; k < j; ++k) {
-        CURVKIT_SIMD
-        for (int w = 0; w < W; ++w) s[w] -= li[k * W + w] * lj[k * W + w];
-      }
+      sub_dot<W>(s, li, lj, j);
       CURVKIT_SIMD
       for (int w = 0; w < W; ++w) li[j * W + w] = s[w] * inv_diag[j * W + w];
     }
-    T d[W];
-    CURVKIT_SIMD
-    for (int w = 0; w < W; ++w) d[w] = li[i * W + w] + shift;
-    for (index_t k = 0; k < i; ++k) {
-      CURVKIT_SIMD
-      for (int w = 0; w < W; ++w) d[w] -= li[k * W + w] * li[k * W + w];
-    }
-    for (int w = 0; w < W; ++w) {
-      const bool finite = (d[w] - d[w]) == T(0);
-      if (!finite || !(d[w] > T(0))) {
-        if (info[w] == info::success) info[w] = finite ? info::not_positive(i) : info::non_finite(i);
-        d[w] = T(1);
-      }
-    }
-    CURVKIT_SIMD
-    for (int w = 0; w < W; ++w) {
-      const T r = std::sqrt(d[w]);
-      li[i * W + w] = r;
-      inv_diag[i * W + w] = T(1) / r;
-    }
+    finish_pivot<W>(i, li, shift, inv_diag, info);
   }
 }
 
@@ -84,13 +130,16 @@ CURVKIT_HD void potrs(Size nn, index_t nrhs, const T* buf, const T* inv_diag, T*
     const T* li = buf + tri(i, 0) * W;
     for (index_t c = 0; c < nrhs; ++c) {
       T* xi = x + (i * nrhs + c) * W;
+      T s[W];  // local accumulator: x and buf may alias as far as the compiler knows
+      CURVKIT_SIMD
+      for (int w = 0; w < W; ++w) s[w] = xi[w];
       for (index_t k = 0; k < i; ++k) {
         const T* xk = x + (k * nrhs + c) * W;
         CURVKIT_SIMD
-        for (int w = 0; w < W; ++w) xi[w] -= li[k * W + w] * xk[w];
+        for (int w = 0; w < W; ++w) s[w] -= li[k * W + w] * xk[w];
       }
       CURVKIT_SIMD
-      for (int w = 0; w < W; ++w) xi[w] *= inv_diag[i * W + w];
+      for (int w = 0; w < W; ++w) xi[w] = s[w] * inv_diag[i * W + w];
     }
   }
   for (index_t i = n - 1; i >= 0; --i) {  // L^T X = Y: row i of L is column i of L^T
