@@ -34,3 +34,26 @@ CURVKIT_DECLARE_SPD_BACKEND(cuda)
                           const SpdOptions&, T*);                                                \
   template Status potri<T>(const Context&, GroupedBatch<T>, int*, const SpdOptions&, T*);        \
   }
+
+// Definitions for a backend that was not compiled: every op answers not_compiled.
+#define CURVKIT_DEFINE_SPD_STUBS(ns)                                                             \
+  namespace curvkit::ns {                                                                        \
+  template <class T>                                                                             \
+  Status potrf(const Context&, GroupedBatch<T>, int*, const SpdOptions&, T*) {                   \
+    return Status::not_compiled("potrf", #ns);                                                   \
+  }                                                                                              \
+  template <class T>                                                                             \
+  Status potrs(const Context&, GroupedBatch<const T>, GroupedBatch<T>, int*) {                   \
+    return Status::not_compiled("potrs", #ns);                                                   \
+  }                                                                                              \
+  template <class T>                                                                             \
+  Status posv(const Context&, GroupedBatch<T>, GroupedBatch<T>, int*, const SpdOptions&, T*) {   \
+    return Status::not_compiled("posv", #ns);                                                    \
+  }                                                                                              \
+  template <class T>                                                                             \
+  Status potri(const Context&, GroupedBatch<T>, int*, const SpdOptions&, T*) {                   \
+    return Status::not_compiled("potri", #ns);                                                   \
+  }                                                                                              \
+  }                                                                                              \
+  CURVKIT_INSTANTIATE_SPD_BACKEND(ns, float)                                                     \
+  CURVKIT_INSTANTIATE_SPD_BACKEND(ns, double)

@@ -43,34 +43,13 @@ void with_order(index_t n, F&& f) {
   }
 }
 
-// Factor one matrix under the ladder and record its info (and shift).  Returns info; the
-// caller NaN-fills the outputs on failure.
-template <class T, class Size>
-KOKKOS_INLINE_FUNCTION int factor_one(Size n, T* m, index_t ld, const ShiftLadder<T>& ladder,
-                                      int* info, T* shift_used) {
-  T shift = T(0);
-  const int code = device::potrf_lower_with_policy(n, m, ld, ladder, &shift);
-  *info = code;
-  if (shift_used != nullptr) *shift_used = shift;
-  return code;
-}
+// The three ops that factor A first.
+enum class FactorOp { potrf, posv, potri };
 
-template <class T, class Size>
-struct Potrf {
-  MatrixBatch<T> a;
-  Size n;
-  ShiftLadder<T> ladder;
-  int* info;
-  T* shift_used;
-  KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
-    T* m = a.matrix(b);
-    if (factor_one(n, m, a.ld, ladder, info + b, shift_used ? shift_used + b : nullptr) != 0)
-      device::fill_nan(n, a.cols, m, a.ld, true);
-  }
-};
-
-template <class T, class Size>
-struct Posv {
+// One matrix per index: factor under the shift ladder (in place), then solve (posv) or invert
+// (potri); on failure NaN-fill every output of the matrix.  x is only used by posv.
+template <class T, class Size, FactorOp op>
+struct PerMatrix {
   MatrixBatch<T> a;
   MatrixBatch<T> x;
   Size n;
@@ -79,13 +58,20 @@ struct Posv {
   T* shift_used;
   KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
     T* m = a.matrix(b);
-    T* rhs = x.matrix(b);
-    if (factor_one(n, m, a.ld, ladder, info + b, shift_used ? shift_used + b : nullptr) != 0) {
-      device::fill_nan(n, a.cols, m, a.ld, true);
-      device::fill_nan(x.rows, x.cols, rhs, x.ld, false);
+    T shift = T(0);
+    const int code = device::potrf_lower_with_policy(n, m, a.ld, ladder, &shift);
+    info[b] = code;
+    if (shift_used != nullptr) shift_used[b] = shift;
+    if (code != 0) {
+      device::fill_nan(n, a.cols, m, a.ld, op != FactorOp::potri);
+      if (op == FactorOp::posv) device::fill_nan(x.rows, x.cols, x.matrix(b), x.ld, false);
       return;
     }
-    device::potrs_lower(n, x.cols, m, a.ld, rhs, x.ld);
+    if (op == FactorOp::posv) device::potrs_lower(n, x.cols, m, a.ld, x.matrix(b), x.ld);
+    if (op == FactorOp::potri) {
+      device::trtri_lower(n, m, a.ld);
+      device::lauum_lower_full(n, m, a.ld);
+    }
   }
 };
 
@@ -108,24 +94,6 @@ struct Potrs {
   }
 };
 
-template <class T, class Size>
-struct Potri {
-  MatrixBatch<T> a;
-  Size n;
-  ShiftLadder<T> ladder;
-  int* info;
-  T* shift_used;
-  KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
-    T* m = a.matrix(b);
-    if (factor_one(n, m, a.ld, ladder, info + b, shift_used ? shift_used + b : nullptr) != 0) {
-      device::fill_nan(n, a.cols, m, a.ld, false);
-      return;
-    }
-    device::trtri_lower(n, m, a.ld);
-    device::lauum_lower_full(n, m, a.ld);
-  }
-};
-
 // ---- SIMD across matrices (host execution spaces, n <= kLanesMaxOrder) ----------------------
 // One Kokkos index = W consecutive matrices, gathered into an interleaved lane buffer on the
 // stack, factored / solved / inverted in lock-step (device/cholesky_lanes.hpp), scattered
@@ -139,9 +107,7 @@ inline constexpr index_t kLanesMaxRhs = 4;
 template <class T>
 inline constexpr int kLanes = 128 / int(sizeof(T));
 
-enum class LaneOp { potrf, posv, potri };
-
-template <class T, class Size, LaneOp op>
+template <class T, class Size, FactorOp op>
 struct LanesKernel {
   static constexpr int W = kLanes<T>;
   MatrixBatch<T> a;
@@ -155,7 +121,7 @@ struct LanesKernel {
     const index_t first = chunk * W;
     const int active = int(a.batch - first < W ? a.batch - first : W);
     const index_t nn = n;
-    const index_t nrhs = op == LaneOp::posv ? x.cols : 0;
+    const index_t nrhs = op == FactorOp::posv ? x.cols : 0;
     T buf[device::lanes::tri_size(kLanesMaxOrder) * W];
     T inv[kLanesMaxOrder * W];
     T rhs[kLanesMaxOrder * kLanesMaxRhs * W];
@@ -166,7 +132,7 @@ struct LanesKernel {
         const T* m = a.matrix(first + w);
         for (index_t i = 0; i < nn; ++i)
           for (index_t j = 0; j <= i; ++j) buf[device::lanes::tri(i, j) * W + w] = m[i * a.ld + j];
-        if constexpr (op == LaneOp::posv) {
+        if constexpr (op == FactorOp::posv) {
           const T* r = x.matrix(first + w);
           for (index_t i = 0; i < nn; ++i)
             for (index_t c = 0; c < nrhs; ++c) rhs[(i * nrhs + c) * W + w] = r[i * x.ld + c];
@@ -179,8 +145,8 @@ struct LanesKernel {
     }
 
     device::lanes::potrf<W>(n, buf, ladder.lambda, inv, code);
-    if constexpr (op == LaneOp::posv) device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
-    if constexpr (op == LaneOp::potri) device::lanes::potri<W>(n, buf, inv);
+    if constexpr (op == FactorOp::posv) device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
+    if constexpr (op == FactorOp::potri) device::lanes::potri<W>(n, buf, inv);
 
     for (int w = 0; w < active; ++w) {
       const index_t b = first + w;
@@ -195,9 +161,9 @@ struct LanesKernel {
         for (index_t j = 0; j <= i; ++j) {
           const T v = buf[device::lanes::tri(i, j) * W + w];
           m[i * a.ld + j] = v;
-          if constexpr (op == LaneOp::potri) m[j * a.ld + i] = v;
+          if constexpr (op == FactorOp::potri) m[j * a.ld + i] = v;
         }
-      if constexpr (op == LaneOp::posv) {
+      if constexpr (op == FactorOp::posv) {
         T* r = x.matrix(b);
         for (index_t i = 0; i < nn; ++i)
           for (index_t c = 0; c < nrhs; ++c) r[i * x.ld + c] = rhs[(i * nrhs + c) * W + w];
@@ -210,30 +176,25 @@ struct LanesKernel {
   void finish_failed_lane(index_t b, int lane_code) const {
     T* m = a.matrix(b);
     if (lane_code > 0 && ladder.retries > 0) {
-      if (op == LaneOp::potrf)
-        Potrf<T, Size>{a, n, ladder, info, shift_used}(b);
-      else if (op == LaneOp::posv)
-        Posv<T, Size>{a, x, n, ladder, info, shift_used}(b);
-      else
-        Potri<T, Size>{a, n, ladder, info, shift_used}(b);
+      PerMatrix<T, Size, op>{a, x, n, ladder, info, shift_used}(b);
       return;
     }
     info[b] = lane_code;
     if (shift_used) shift_used[b] = device::quiet_nan<T>();
-    device::fill_nan(n, a.cols, m, a.ld, op != LaneOp::potri);
-    if (op == LaneOp::posv) device::fill_nan(x.rows, x.cols, x.matrix(b), x.ld, false);
+    device::fill_nan(n, a.cols, m, a.ld, op != FactorOp::potri);
+    if (op == FactorOp::posv) device::fill_nan(x.rows, x.cols, x.matrix(b), x.ld, false);
   }
 };
 
 // Runs the lane path if it applies (host space, small n, few right-hand sides).
-template <class T, LaneOp op, class Size>
+template <class T, FactorOp op, class Size>
 bool try_lanes(const ExecSpace& space, const char* label, const MatrixBatch<T>& a,
                const MatrixBatch<T>& x, Size n, const ShiftLadder<T>& ladder, int* info,
                T* shift_used) {
   if constexpr (!kHostExecution) {
     return false;
   } else {
-    if (index_t(n) > kLanesMaxOrder || (op == LaneOp::posv && x.cols > kLanesMaxRhs)) return false;
+    if (index_t(n) > kLanesMaxOrder || (op == FactorOp::posv && x.cols > kLanesMaxRhs)) return false;
     constexpr int W = kLanes<T>;
     for_each_index(space, label, (a.batch + W - 1) / W,
                    LanesKernel<T, Size, op>{a, x, n, ladder, info, shift_used});
@@ -246,25 +207,44 @@ T* offset_or_null(T* p, index_t k) {
   return p ? p + k : nullptr;
 }
 
-}  // namespace
-
-template <class T>
-Status potrf(const Context& ctx, GroupedBatch<T> groups, int* info, const SpdOptions& o,
-             T* shift_used) {
+// Every group: the lane path if it applies, else one index per matrix.  `xs` is only read
+// for posv (potrf and potri pass `as` again).
+template <FactorOp op, class T>
+Status run_factor_op(const Context& ctx, GroupedBatch<T> as, GroupedBatch<T> xs, int* info,
+                     const SpdOptions& o, T* shift_used) {
   const ExecSpace space = exec_space(ctx);
   index_t k = 0;
-  for (const auto& a : groups) {
+  for (std::size_t g = 0; g < as.size(); ++g) {
+    const auto& a = as[g];
+    const auto& x = xs[g];
     const auto ladder = detail::make_ladder<T>(o, a.rows);
+    T* shift = offset_or_null(shift_used, k);
     with_order(a.rows, [&](auto n) {
-      if (try_lanes<T, LaneOp::potrf>(space, "curvkit::potrf_lanes", a, a, n, ladder, info + k,
-                                      offset_or_null(shift_used, k)))
-        return;
-      for_each_index(space, "curvkit::potrf", a.batch,
-                     Potrf<T, decltype(n)>{a, n, ladder, info + k, offset_or_null(shift_used, k)});
+      if (try_lanes<T, op>(space, "curvkit::spd_lanes", a, x, n, ladder, info + k, shift)) return;
+      for_each_index(space, "curvkit::spd", a.batch,
+                     PerMatrix<T, decltype(n), op>{a, x, n, ladder, info + k, shift});
     });
     k += a.batch;
   }
   return Status::success();
+}
+
+}  // namespace
+
+template <class T>
+Status potrf(const Context& ctx, GroupedBatch<T> as, int* info, const SpdOptions& o, T* shift_used) {
+  return run_factor_op<FactorOp::potrf>(ctx, as, as, info, o, shift_used);
+}
+
+template <class T>
+Status posv(const Context& ctx, GroupedBatch<T> as, GroupedBatch<T> xs, int* info,
+            const SpdOptions& o, T* shift_used) {
+  return run_factor_op<FactorOp::posv>(ctx, as, xs, info, o, shift_used);
+}
+
+template <class T>
+Status potri(const Context& ctx, GroupedBatch<T> as, int* info, const SpdOptions& o, T* shift_used) {
+  return run_factor_op<FactorOp::potri>(ctx, as, as, info, o, shift_used);
 }
 
 template <class T>
@@ -278,46 +258,6 @@ Status potrs(const Context& ctx, GroupedBatch<const T> ls, GroupedBatch<T> xs, i
       for_each_index(space, "curvkit::potrs", l.batch, Potrs<T, decltype(n)>{l, x, n, info + k});
     });
     k += l.batch;
-  }
-  return Status::success();
-}
-
-template <class T>
-Status posv(const Context& ctx, GroupedBatch<T> as, GroupedBatch<T> xs, int* info,
-            const SpdOptions& o, T* shift_used) {
-  const ExecSpace space = exec_space(ctx);
-  index_t k = 0;
-  for (std::size_t g = 0; g < as.size(); ++g) {
-    const auto& a = as[g];
-    const auto& x = xs[g];
-    const auto ladder = detail::make_ladder<T>(o, a.rows);
-    with_order(a.rows, [&](auto n) {
-      if (try_lanes<T, LaneOp::posv>(space, "curvkit::posv_lanes", a, x, n, ladder, info + k,
-                                     offset_or_null(shift_used, k)))
-        return;
-      for_each_index(space, "curvkit::posv", a.batch,
-                     Posv<T, decltype(n)>{a, x, n, ladder, info + k, offset_or_null(shift_used, k)});
-    });
-    k += a.batch;
-  }
-  return Status::success();
-}
-
-template <class T>
-Status potri(const Context& ctx, GroupedBatch<T> groups, int* info, const SpdOptions& o,
-             T* shift_used) {
-  const ExecSpace space = exec_space(ctx);
-  index_t k = 0;
-  for (const auto& a : groups) {
-    const auto ladder = detail::make_ladder<T>(o, a.rows);
-    with_order(a.rows, [&](auto n) {
-      if (try_lanes<T, LaneOp::potri>(space, "curvkit::potri_lanes", a, a, n, ladder, info + k,
-                                      offset_or_null(shift_used, k)))
-        return;
-      for_each_index(space, "curvkit::potri", a.batch,
-                     Potri<T, decltype(n)>{a, n, ladder, info + k, offset_or_null(shift_used, k)});
-    });
-    k += a.batch;
   }
   return Status::success();
 }
