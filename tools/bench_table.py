@@ -107,10 +107,8 @@ def floor_frac(c, roof, gpu_peak):
 def fmt_ns(x):
     if x is None:
         return "–"
-    if x >= 1e5:
-        return f"{x:,.0f}"
     if x >= 100:
-        return f"{x:.0f}"
+        return f"{x:,.0f}"
     return f"{x:.1f}"
 
 
