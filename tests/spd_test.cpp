@@ -563,6 +563,37 @@ TEST_P(SpdTest, ShiftPolicyRetriesAndRecordsTheShift) {
   }
 }
 
+// Orders past the blocked-algorithm threshold: failure in a later panel, restore, retry.
+TEST_P(SpdTest, ShiftPolicyOnLargeMatrices) {
+  for (index_t n : {97, 150}) {
+    SCOPED_TRACE(trace() + ", n " + std::to_string(n));
+    Problem<double> p = make_problem<double>(n, 2, 1, 1e3, rng_);
+    make_indefinite(p, 1, n - 40, -0.03, 0.01);
+    SpdOptions o;
+    o.policy = NonSpdPolicy::shift;
+    o.shift_start = 1e-3;
+    o.shift_growth = 3.0;
+    const RunResult<double> r = run(GetParam(), Op::potrf, p, o);
+    ASSERT_TRUE(r.status.ok());
+    EXPECT_EQ(r.info, (std::vector<int>{0, 0}));
+    EXPECT_EQ(r.shift[0], 0.0);
+    EXPECT_GT(r.shift[1], 0.03);
+    Problem<double> one = p;
+    one.la.batch = one.lb.batch = 1;
+    one.a.assign(p.a.begin() + p.la.stride, p.a.end());
+    std::vector<double> l(r.a.begin() + p.la.stride, r.a.end());
+    EXPECT_LE(factor_residual(one, l, r.shift[1]), 8.0 * double(n) * eps<double>());
+    if (!is_reference()) {
+      const RunResult<double> ref = run(Backend::reference, Op::potrf, p, o);
+      EXPECT_NEAR(r.shift[1], ref.shift[1], 1e-9 * ref.shift[1]);
+    }
+    // Report policy on the same input: the first failing pivot, NaN outputs.
+    const RunResult<double> rep = run(GetParam(), Op::potrf, p, {});
+    EXPECT_EQ(rep.info[1], int(n - 40 + 1));
+    expect_memory_contract(Op::potrf, p, rep);
+  }
+}
+
 TEST_P(SpdTest, ShiftPolicyGivesUpAfterMaxRetries) {
   Problem<double> p = make_problem<double>(5, 2, 1, 10, rng_);
   make_indefinite(p, 1, 2, -100.0);

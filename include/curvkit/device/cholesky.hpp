@@ -24,6 +24,7 @@
 
 #include "curvkit/core/info.hpp"
 #include "curvkit/core/types.hpp"
+#include "curvkit/device/cholesky_blocked.hpp"
 
 #if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
 #define CURVKIT_PRAGMA(x) _Pragma(#x)
@@ -287,23 +288,44 @@ struct ShiftLadder {
   int retries = 0;   ///< 0 = report policy
 };
 
+/// The factorisation potrf_lower_with_policy uses: the blocked right-looking one on the host
+/// for large orders, the row-oriented one otherwise.  Returns info.
+template <class T, class Size>
+CURVKIT_HD int potrf_lower_auto(Size n, T* a, index_t lda, T shift) {
+#if !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__)
+  if (static_cast<index_t>(n) >= blocked::kMinOrder)
+    return blocked::potrf_lower(static_cast<index_t>(n), a, lda, shift);
+#endif
+  return potrf_lower(n, a, lda, shift);
+}
+
+/// Undo a failed potrf_lower_auto (same choice of algorithm).
+template <class T, class Size>
+CURVKIT_HD void potrf_restore_lower_auto(Size n, index_t f, T* a, index_t lda, T shift) {
+#if !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__)
+  if (static_cast<index_t>(n) >= blocked::kMinOrder)
+    return blocked::potrf_restore_lower(static_cast<index_t>(n), f, a, lda, shift);
+#endif
+  potrf_restore_lower(n, f, a, lda, shift);
+}
+
 /// Factor with the shift policy: on a non-positive pivot, rebuild A and retry with
 /// lambda + delta_r, delta_r = start * growth^r * scale.  Returns info; *shift_out receives the
-/// delta used (0 if none was needed).
+/// delta used (0 if none was needed, NaN on failure).
 template <class T, class Size>
 CURVKIT_HD int potrf_lower_with_policy(Size n, T* a, index_t lda, const ShiftLadder<T>& ladder,
                                        T* shift_out) {
-  int code = potrf_lower(n, a, lda, ladder.lambda);
+  int code = potrf_lower_auto(n, a, lda, ladder.lambda);
   T delta = T(0);
   if (code > 0 && ladder.retries > 0) {
-    potrf_restore_lower(n, static_cast<index_t>(code - 1), a, lda, ladder.lambda);
+    potrf_restore_lower_auto(n, static_cast<index_t>(code - 1), a, lda, ladder.lambda);
     const T scale = diagonal_scale(n, a, lda);
     delta = ladder.start * scale;
     for (int r = 0; r < ladder.retries; ++r, delta *= ladder.growth) {
-      code = potrf_lower(n, a, lda, ladder.lambda + delta);
+      code = potrf_lower_auto(n, a, lda, ladder.lambda + delta);
       if (code <= 0) break;  // success, or NaN/Inf that no shift can fix
       if (r + 1 < ladder.retries)
-        potrf_restore_lower(n, static_cast<index_t>(code - 1), a, lda, ladder.lambda + delta);
+        potrf_restore_lower_auto(n, static_cast<index_t>(code - 1), a, lda, ladder.lambda + delta);
     }
   }
   *shift_out = code == 0 ? delta : quiet_nan<T>();
