@@ -68,10 +68,7 @@ struct PerMatrix {
       return;
     }
     if (op == FactorOp::posv) device::potrs_lower(n, x.cols, m, a.ld, x.matrix(b), x.ld);
-    if (op == FactorOp::potri) {
-      device::trtri_lower(n, m, a.ld);
-      device::lauum_lower_full(n, m, a.ld);
-    }
+    if (op == FactorOp::potri) device::potri_from_factor(n, m, a.ld);
   }
 };
 
@@ -127,7 +124,29 @@ struct LanesKernel {
     T rhs[kLanesMaxOrder * kLanesMaxRhs * W];
     int code[W];
     // Gather; idle lanes of the last chunk get the identity (they never fail, never stored).
-    for (int w = 0; w < W; ++w) {
+    // Full chunks gather element by element across the W matrices: contiguous vector stores
+    // into the lane buffer (strided loads), instead of W scalar stores per element.
+    if (active == W) {
+      const T* base = a.matrix(first);
+      for (index_t i = 0; i < nn; ++i)
+        for (index_t j = 0; j <= i; ++j) {
+          T* dst = buf + device::lanes::tri(i, j) * W;
+          const T* src = base + i * a.ld + j;
+          CURVKIT_SIMD
+          for (int w = 0; w < W; ++w) dst[w] = src[w * a.stride];
+        }
+      if constexpr (op == FactorOp::posv) {
+        const T* rbase = x.matrix(first);
+        for (index_t i = 0; i < nn; ++i)
+          for (index_t c = 0; c < nrhs; ++c) {
+            T* dst = rhs + (i * nrhs + c) * W;
+            const T* src = rbase + i * x.ld + c;
+            CURVKIT_SIMD
+            for (int w = 0; w < W; ++w) dst[w] = src[w * x.stride];
+          }
+      }
+    }
+    for (int w = active == W ? W : 0; w < W; ++w) {
       if (w < active) {
         const T* m = a.matrix(first + w);
         for (index_t i = 0; i < nn; ++i)

@@ -259,6 +259,19 @@ CURVKIT_HD void lauum_lower_full(Size nn, T* a, index_t lda) {
     for (index_t j = 0; j < i; ++j) a[j * lda + i] = a[i * lda + j];
 }
 
+/// Given L in the lower triangle, write the full symmetric (L L^T)^{-1}: the vectorised
+/// host routine for larger orders, trtri + lauum otherwise.
+template <class T, class Size>
+CURVKIT_HD void potri_from_factor(Size n, T* a, index_t lda) {
+#if !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__)
+  if (static_cast<index_t>(n) >= blocked::kMinOrder &&
+      static_cast<index_t>(n) <= blocked::kMaxInverseOrder)
+    return blocked::potri_from_factor(static_cast<index_t>(n), a, lda);
+#endif
+  trtri_lower(n, a, lda);
+  lauum_lower_full(n, a, lda);
+}
+
 /// max_i |a_ii|, or 1 if that is 0: the scale of the shift ladder.
 template <class T, class Size>
 CURVKIT_HD T diagonal_scale(Size nn, const T* a, index_t lda) {

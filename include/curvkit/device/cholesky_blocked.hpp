@@ -184,6 +184,46 @@ inline void potrf_restore_lower(index_t n, index_t f, T* a, index_t lda, T shift
   }
 }
 
+/// Largest order the host inverse below handles (its scratch row lives on the stack).
+inline constexpr index_t kMaxInverseOrder = 8192;
+
+/// Given L (from potrf_lower) in the lower triangle, write the full symmetric (L L^T)^{-1}.
+/// Both steps are written in axpy form over contiguous rows, so they vectorise:
+///   X = L^{-1}:  x_i = (e_i - sum_{k<i} L_ik x_k) / L_ii, rows top-down;
+///   A^{-1} = X^T X:  row i of the result = sum_{k>=i} X_ki x_k[0:i], rows top-down
+///   (row i needs rows k >= i of X only).  Each new row is built in a scratch row.
+template <class T>
+inline void potri_from_factor(index_t n, T* a, index_t lda) {
+  T row[kMaxInverseOrder];
+  for (index_t i = 0; i < n; ++i) {  // X = L^{-1}
+    T* li = a + i * lda;
+    const T inv = T(1) / li[i];
+    for (index_t j = 0; j <= i; ++j) row[j] = T(0);
+    for (index_t k = 0; k < i; ++k) {
+      const T c = li[k];
+      const T* xk = a + k * lda;
+      CURVKIT_BLOCKED_SIMD
+      for (index_t j = 0; j <= k; ++j) row[j] -= c * xk[j];
+    }
+    CURVKIT_BLOCKED_SIMD
+    for (index_t j = 0; j < i; ++j) li[j] = row[j] * inv;
+    li[i] = inv;
+  }
+  for (index_t i = 0; i < n; ++i) {  // X^T X, lower triangle
+    for (index_t j = 0; j <= i; ++j) row[j] = T(0);
+    for (index_t k = i; k < n; ++k) {
+      const T* xk = a + k * lda;
+      const T c = xk[i];
+      CURVKIT_BLOCKED_SIMD
+      for (index_t j = 0; j <= i; ++j) row[j] += c * xk[j];
+    }
+    T* ai = a + i * lda;
+    for (index_t j = 0; j <= i; ++j) ai[j] = row[j];
+  }
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < i; ++j) a[j * lda + i] = a[i * lda + j];
+}
+
 }  // namespace curvkit::device::blocked
 
 #endif
