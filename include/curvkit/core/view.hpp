@@ -33,10 +33,9 @@ struct MatrixBatch {
     if (batch == 0 || rows == 0 || cols == 0) return 0;
     return (batch - 1) * stride + (rows - 1) * ld + cols;
   }
-  /// A view of the same memory with const elements.
-  operator MatrixBatch<const T>() const
-    requires(!std::is_const_v<T>)
-  {
+  /// A view of the same memory with const elements (only for non-const T).
+  template <class U = T, class = std::enable_if_t<!std::is_const_v<U>>>
+  operator MatrixBatch<const U>() const {
     return {data, batch, rows, cols, ld, stride};
   }
 };
