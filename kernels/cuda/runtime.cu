@@ -6,7 +6,9 @@
 
 namespace curvkit::cuda {
 
-bool compiled() { return true; }
+bool compiled() {
+  return true;
+}
 
 Status synchronize(const Context& ctx) {
   const cudaError_t e = cudaStreamSynchronize(static_cast<cudaStream_t>(ctx.cuda_stream()));

@@ -38,6 +38,10 @@
 #include "spd_backends.hpp"
 #include "spd_common.hpp"
 
+// MatrixBatch<const T> (view.hpp) declares a conversion to itself that its requires-clause
+// disables; nvcc still warns (#554) whenever that class is instantiated, as potrs does here.
+#pragma nv_diag_suppress 554
+
 namespace curvkit::cuda {
 namespace {
 
@@ -106,8 +110,8 @@ __device__ __forceinline__ T nan_value() {
   return device::quiet_nan<T>();
 }
 
-// 1 / sqrt(x) in one hardware approximation (float: 2 ulp, double: 1 ulp) instead of an IEEE
-// square root and division on the critical path of every pivot.
+// 1 / sqrt(x) as one approximation (float: a single MUFU instruction, 2 ulp; double: 1 ulp)
+// instead of an IEEE square root and a division on the critical path of every pivot.
 template <class T>
 __device__ __forceinline__ T rsqrt_of(T x) {
   if constexpr (sizeof(T) == 4)
@@ -456,7 +460,7 @@ __global__ void __launch_bounds__(128) thread_kernel(const Job<T> job) {
       if (job.shift) job.shift[mat] = code == 0 ? delta : nan_value<T>();
     }
     if constexpr (op == Op::posv || op == Op::potrs) {
-      T* b = job.b + mat * job.sb;
+      T* b = job.nrhs > 0 ? job.b + mat * job.sb : nullptr;
       for (index_t c = 0; c < job.nrhs; ++c) {
         if (c > 0) {
 #pragma unroll
@@ -494,34 +498,37 @@ struct SegSmem {
 };
 
 // Solves B := (L L^T)^{-1} B (or NaN if code != 0) for the segment's matrix: one right-hand
-// side is spread over the lanes (shuffles); several are done G at a time, one per lane.
-template <class T, int G>
+// side is spread over the lanes (shuffles); several are done G at a time, one per lane.  The
+// two are separate kernels (kMany) so that the common single right-hand side does not pay the
+// many-column path's registers.
+template <class T, int G, bool kMany>
 __device__ void seg_solve_rhs(const Job<T>& job, T* b, bool valid, int code, const T (&row)[G],
                               T rinv, const T* s, const T* rd, T b0) {
   constexpr int ls = SegSmem<T, G>::kLs;
   const int i = threadIdx.x % G, n = job.n;
-  if (job.nrhs == 1) {  // b0: b_i, loaded before the factorisation to hide its latency
+  if constexpr (!kMany) {  // nrhs <= 1; b0 = b_i, loaded before the factorisation
+    if (job.nrhs == 0) return;
     const T v = seg_solve_vec<T, G>(b0, row, rinv, s, ls, n);
     if (valid && i < n) b[i * job.ldb] = code == 0 ? v : nan_value<T>();
-    return;
-  }
-  for (index_t c0 = 0; c0 < job.nrhs; c0 += G) {
-    const index_t c = c0 + i;
-    const bool on = valid && c < job.nrhs;
-    T x[G];
+  } else {
+    for (index_t c0 = 0; c0 < job.nrhs; c0 += G) {
+      const index_t c = c0 + i;
+      const bool on = valid && c < job.nrhs;
+      T x[G];
 #pragma unroll
-    for (int r = 0; r < G; ++r) x[r] = on && r < n ? b[r * job.ldb + c] : T(0);
-    cols_forward<T, G>(x, s, ls, rd, n);
-    cols_backward<T, G>(x, s, ls, rd, n);
-    if (on) {
+      for (int r = 0; r < G; ++r) x[r] = on && r < n ? b[r * job.ldb + c] : T(0);
+      cols_forward<T, G>(x, s, ls, rd, n);
+      cols_backward<T, G>(x, s, ls, rd, n);
+      if (on) {
 #pragma unroll
-      for (int r = 0; r < G; ++r)
-        if (r < n) b[r * job.ldb + c] = code == 0 ? x[r] : nan_value<T>();
+        for (int r = 0; r < G; ++r)
+          if (r < n) b[r * job.ldb + c] = code == 0 ? x[r] : nan_value<T>();
+      }
     }
   }
 }
 
-template <class T, int G, Op op>
+template <class T, int G, Op op, bool kMany>
 __global__ void __launch_bounds__(128) seg_kernel(const Job<T> job) {
   using S = SegSmem<T, G>;
   constexpr int ls = S::kLs;
@@ -534,19 +541,23 @@ __global__ void __launch_bounds__(128) seg_kernel(const Job<T> job) {
   T* s = sm.tile[seg];
   T* a = job.a + (valid ? mat : 0) * job.sa;
 
-  // Stage the lower triangle, all rows in flight at once: the lanes of a segment read
+  // Stage the lower triangle with 128 bytes per lane in flight: the lanes of a segment read
   // consecutive elements of a row.
-  {
-    T v[G];
+  constexpr int kU = sizeof(T) == 4 ? G : G / 2;
+  for (int r0 = 0; r0 < n; r0 += kU) {
+    T v[kU];
 #pragma unroll
-    for (int r = 0; r < G; ++r) v[r] = valid && r < n && i <= r ? a[r * job.lda + i] : T(0);
+    for (int u = 0; u < kU; ++u) {
+      const int r = r0 + u;
+      v[u] = valid && r < n && i <= r ? a[r * job.lda + i] : T(0);
+    }
 #pragma unroll
-    for (int r = 0; r < G; ++r)
-      if (r < n) s[r * ls + i] = v[r];
+    for (int u = 0; u < kU; ++u)
+      if (r0 + u < n) s[(r0 + u) * ls + i] = v[u];
   }
   T b0 = T(0);
   if constexpr (op == Op::posv || op == Op::potrs)
-    if (job.nrhs == 1 && valid && i < n) b0 = job.b[mat * job.sb + i * job.ldb];
+    if (!kMany && job.nrhs == 1 && valid && i < n) b0 = job.b[mat * job.sb + i * job.ldb];
   __syncwarp();
 
   T row[G];
@@ -593,8 +604,8 @@ __global__ void __launch_bounds__(128) seg_kernel(const Job<T> job) {
       if (valid && i <= r) a[r * job.lda + i] = code == 0 ? s[r * ls + i] : nan_value<T>();
   }
   if constexpr (op == Op::posv || op == Op::potrs) {
-    T* b = job.b + (valid ? mat : 0) * job.sb;
-    seg_solve_rhs<T, G>(job, b, valid, code, row, rinv, s, sm.rd[seg], b0);
+    T* b = job.nrhs > 0 ? job.b + (valid ? mat : 0) * job.sb : nullptr;
+    seg_solve_rhs<T, G, kMany>(job, b, valid, code, row, rinv, s, sm.rd[seg], b0);
   }
   if constexpr (op == Op::potri) {
     // Lane c solves for column c of the inverse; the lower triangle of the result goes to the
@@ -630,7 +641,8 @@ struct BlockSmem {
   T* xs;      // right-hand-side chunk: column c at xs + c * xld (rows >= n are zero)
   int* flag;  // [0] info of the factorisation, [1] first bad diagonal entry (potrs)
   int xld;
-  __device__ T* tile(int I, int J) const { return tiles + (I * (I + 1) / 2 + J) * (kTile * kLd<T>); }
+  __device__ T* tile_at(int t) const { return tiles + t * (kTile * kLd<T>); }
+  __device__ T* tile(int I, int J) const { return tile_at(I * (I + 1) / 2 + J); }
 };
 
 template <class T>
@@ -666,12 +678,13 @@ __device__ void block_load(const BlockSmem<T>& sm, const T* a, index_t lda, int 
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       const int q = q0 + u * W, t = q / kTile, I = tri_row(t), J = t - I * (I + 1) / 2;
-      v[u] = q < tasks ? tile_elem(a, lda, n, kTile * I + q % kTile, kTile * J + lane, shift) : T(0);
+      v[u] =
+          q < tasks ? tile_elem(a, lda, n, kTile * I + q % kTile, kTile * J + lane, shift) : T(0);
     }
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       const int q = q0 + u * W;
-      if (q < tasks) sm.tiles[(q / kTile) * (kTile * kLd<T>) + (q % kTile) * kLd<T> + lane] = v[u];
+      if (q < tasks) sm.tile_at(q / kTile)[(q % kTile) * kLd<T> + lane] = v[u];
     }
   }
   if (threadIdx.x == 0) {
@@ -731,7 +744,8 @@ __device__ int block_factor(const BlockSmem<T>& sm, int n, int tiles, T* out, in
     // Trailing update.  Item 0 is the next diagonal tile: warp 0 updates and then factors it
     // (lookahead) while warps 1.. share the other items.
     const int m = tiles - J - 1, items = m * (m + 1) / 2;
-    const int q0 = W == 1 ? 0 : (warp == 0 ? 0 : warp), dq = W == 1 ? 1 : (warp == 0 ? items : W - 1);
+    const int q0 = W == 1 ? 0 : (warp == 0 ? 0 : warp),
+              dq = W == 1 ? 1 : (warp == 0 ? items : W - 1);
     for (int q = q0; q < items; q += dq) {
       const int ii = tri_row(q), I = J + 1 + ii, K = J + 1 + q - ii * (ii + 1) / 2;
       warp_gemm<T, false>(sm.tile(I, K), sm.tile(I, J), sm.tile(K, J), I == K, true);
@@ -873,7 +887,7 @@ __global__ void __launch_bounds__(sizeof(T) == 4 ? 512 : 256)
   const int n = job.n;
   T* a = job.a + mat * job.sa;
   constexpr bool kSolves = op == Op::posv || op == Op::potrs;
-  T* b = kSolves ? job.b + mat * job.sb : nullptr;
+  T* b = kSolves && job.nrhs > 0 ? job.b + mat * job.sb : nullptr;
   // The first chunk of B is loaded together with A, so its latency hides behind the factor.
   const int cols0 = int(job.nrhs < chunk ? job.nrhs : chunk);
   if (kSolves && cols0 > 0) block_load_rhs(sm, b, job.ldb, n, tiles, 0, cols0);
@@ -917,7 +931,7 @@ __global__ void __launch_bounds__(sizeof(T) == 4 ? 512 : 256)
     if (code != 0) block_fill_nan(a, job.lda, n, n, op != Op::potri);
   }
   if constexpr (kSolves) {
-    if (code != 0) {
+    if (job.nrhs > 0 && code != 0) {
       block_fill_nan(b, job.ldb, n, job.nrhs, false);
     } else if (job.nrhs > 0) {
       __syncthreads();  // L is stored before the diagonal tiles are inverted
@@ -1106,7 +1120,8 @@ __global__ void __launch_bounds__(32) p4_update(const Job<T> job, int J, int til
   const index_t b = blockIdx.x / items;
   if (job.info[b] != 0) return;
   const int q = int(blockIdx.x % items), ii = tri_row(q);
-  p4_item_update(w, job.a + b * job.sa, job.lda, job.n, J + 1 + ii, J + 1 + q - ii * (ii + 1) / 2, J);
+  p4_item_update(w, job.a + b * job.sa, job.lda, job.n, J + 1 + ii, J + 1 + q - ii * (ii + 1) / 2,
+                 J);
 }
 
 // Whole factorisation of one matrix by one block (the retries of the shift policy).
@@ -1148,7 +1163,8 @@ __device__ void p4_rebuild_block(Scratch<T>& w, T* a, index_t lda, int n, int ti
   }
   __syncthreads();
   for (int K = jf - 1; K >= 0; --K) {  // right to left; tile (K, K) last in its column
-    for (int I = K + 1 + warp; I < tiles; I += W) p4_item_rebuild(w, a, lda, n, I, K, 0, K + 1, false, T(0));
+    for (int I = K + 1 + warp; I < tiles; I += W)
+      p4_item_rebuild(w, a, lda, n, I, K, 0, K + 1, false, T(0));
     __syncthreads();
     if (warp == 0) p4_item_rebuild(w, a, lda, n, K, K, 0, K + 1, false, shift);
     __syncthreads();
@@ -1183,7 +1199,8 @@ __global__ void __launch_bounds__(128) p4_retry(const Job<T> job, int tiles) {
     delta = d;
     code = p4_factor_block(w, a, job.lda, n, tiles, lad.lambda + d, &flag);
     if (code <= 0) break;
-    if (r + 1 < lad.retries) p4_rebuild_block(w, a, job.lda, n, tiles, (code - 1) / kTile, lad.lambda + d);
+    if (r + 1 < lad.retries)
+      p4_rebuild_block(w, a, job.lda, n, tiles, (code - 1) / kTile, lad.lambda + d);
   }
   if (threadIdx.x == 0) {
     job.info[b] = code;
@@ -1290,7 +1307,8 @@ __global__ void __launch_bounds__(128) p4_solve(const Job<T> job, int tiles, int
   const int jlo = Potri ? ch : 0;
   if constexpr (Potri) {  // start from the identity's zeros
     for (int c = warp; c < kTile && c0 + c < n; c += W)
-      for (int k = c0 + c + 1 + int(threadIdx.x % 32); k < n; k += 32) a[(c0 + c) * job.lda + k] = T(0);
+      for (int k = c0 + c + 1 + int(threadIdx.x % 32); k < n; k += 32)
+        a[(c0 + c) * job.lda + k] = T(0);
     __syncthreads();
   }
   T x[kTile], y[kTile];
@@ -1404,7 +1422,9 @@ Job<T> slice(Job<T> j, index_t off, index_t count) {
   return j;
 }
 
-unsigned blocks_for(index_t work, int per_block) { return unsigned((work + per_block - 1) / per_block); }
+unsigned blocks_for(index_t work, int per_block) {
+  return unsigned((work + per_block - 1) / per_block);
+}
 
 template <class K>
 cudaError_t allow_smem(K* kernel, std::size_t bytes) {
@@ -1415,29 +1435,40 @@ cudaError_t allow_smem(K* kernel, std::size_t bytes) {
 template <class T, Op op>
 void launch_thread(const Job<T>& job, cudaStream_t st) {
   const unsigned grid = blocks_for(job.batch, 128);
-  if (job.n <= 1) thread_kernel<T, 1, op><<<grid, 128, 0, st>>>(job);
-  else if (job.n <= 2) thread_kernel<T, 2, op><<<grid, 128, 0, st>>>(job);
-  else if (job.n <= 4) thread_kernel<T, 4, op><<<grid, 128, 0, st>>>(job);
-  else thread_kernel<T, 8, op><<<grid, 128, 0, st>>>(job);
+  if (job.n <= 1)
+    thread_kernel<T, 1, op><<<grid, 128, 0, st>>>(job);
+  else if (job.n <= 2)
+    thread_kernel<T, 2, op><<<grid, 128, 0, st>>>(job);
+  else if (job.n <= 4)
+    thread_kernel<T, 4, op><<<grid, 128, 0, st>>>(job);
+  else
+    thread_kernel<T, 8, op><<<grid, 128, 0, st>>>(job);
 }
 
-template <class T, Op op>
+template <class T, Op op, bool kMany>
 void launch_seg(const Job<T>& job, cudaStream_t st) {
-  if (job.n <= 16) seg_kernel<T, 16, op><<<blocks_for(job.batch, 8), 128, 0, st>>>(job);
-  else seg_kernel<T, 32, op><<<blocks_for(job.batch, 4), 128, 0, st>>>(job);
+  if (job.n <= 16)
+    seg_kernel<T, 16, op, kMany><<<blocks_for(job.batch, 8), 128, 0, st>>>(job);
+  else
+    seg_kernel<T, 32, op, kMany><<<blocks_for(job.batch, 4), 128, 0, st>>>(job);
 }
 
-int block_warps(int tiles) { return tiles <= 2 ? 2 : tiles <= 4 ? 4 : tiles <= 6 ? 8 : 16; }
+int block_warps(int tiles) {
+  return tiles <= 2 ? 2 : tiles <= 4 ? 4 : tiles <= 6 ? 8 : 16;
+}
 
 // Launches the block path if the matrix fits in shared memory; false otherwise.
 template <class T, Op op>
 bool launch_block(const Job<T>& job, cudaStream_t st, cudaError_t* err) {
   int dev = 0, max_smem = 0;
   if ((*err = cudaGetDevice(&dev)) != cudaSuccess) return true;
-  if ((*err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) != cudaSuccess)
+  if ((*err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) !=
+      cudaSuccess)
     return true;
   const int tiles = (job.n + kTile - 1) / kTile, warps = block_warps(tiles);
-  const index_t want = op == Op::potri ? kTile : (op == Op::posv || op == Op::potrs) ? std::min<index_t>(job.nrhs, kTile) : 0;
+  const index_t want = op == Op::potri                       ? kTile
+                       : (op == Op::posv || op == Op::potrs) ? std::min<index_t>(job.nrhs, kTile)
+                                                             : 0;
   const std::size_t base = block_smem_bytes<T>(tiles, warps, 0);
   const std::size_t per_col = std::size_t(kTile * tiles + 1) * sizeof(T);
   if (base + (want > 0 ? per_col : 0) > std::size_t(max_smem)) return false;
@@ -1463,7 +1494,8 @@ cudaError_t launch_global(const Job<T>& job, cudaStream_t st) {
       const int m = tiles - J - 1;
       if (m == 0) continue;
       p4_trsm<T><<<batch * m, 32, 0, st>>>(job, J, tiles);
-      p4_update<T><<<batch * (m * (m + 1) / 2), 32, 0, st>>>(job, J, tiles);
+      const unsigned items = unsigned(m * (m + 1) / 2);
+      p4_update<T><<<batch * items, 32, 0, st>>>(job, J, tiles);
     }
     if (job.ladder.retries > 0) {
       if ((e = allow_smem(p4_retry<T>, wsmem)) != cudaSuccess) return e;
@@ -1481,7 +1513,8 @@ cudaError_t launch_global(const Job<T>& job, cudaStream_t st) {
     if ((e = allow_smem(p4_solve<T, true>, wsmem)) != cudaSuccess) return e;
     p4_solve<T, true><<<batch * tiles, 128, wsmem, st>>>(job, tiles, tiles);
     p4_potri_diag<T><<<blocks_for(job.batch * job.n, 4), 128, 0, st>>>(job);
-    p4_mirror<T><<<batch * (tiles * (tiles + 1) / 2), 32, 0, st>>>(job, tiles);
+    const unsigned pairs = unsigned(tiles * (tiles + 1) / 2);
+    p4_mirror<T><<<batch * pairs, 32, 0, st>>>(job, tiles);
   }
   const int what = op == Op::potrf ? 1 : op == Op::posv ? 1 | 4 : op == Op::potrs ? 4 : 2;
   p4_nan_fill<T><<<batch, 256, 0, st>>>(job, what);
@@ -1497,14 +1530,26 @@ cudaError_t launch_group(const Job<T>& job, cudaStream_t st) {
   }
   // Largest number of blocks one matrix needs in any launch, to keep grids in range.
   const index_t tiles = (job.n + kTile - 1) / kTile;
-  const index_t per = std::max<index_t>({tiles * (tiles + 1) / 2, tiles * ((job.nrhs + kTile - 1) / kTile), index_t(job.n)});
+  const index_t per = std::max<index_t>(
+      {tiles * (tiles + 1) / 2, tiles * ((job.nrhs + kTile - 1) / kTile), index_t(job.n)});
   const index_t step = std::max<index_t>(1, kMaxBlocks / per);
   for (index_t off = 0; off < job.batch; off += step) {
     const Job<T> s = slice(job, off, std::min(step, job.batch - off));
     cudaError_t e = cudaSuccess;
-    if (s.n <= 8) launch_thread<T, op>(s, st);
-    else if (s.n <= 32) launch_seg<T, op>(s, st);
-    else if (!launch_block<T, op>(s, st, &e)) e = launch_global<T, op>(s, st);
+    if (s.n <= 8) {
+      launch_thread<T, op>(s, st);
+    } else if (s.n <= 32) {
+      if constexpr (op == Op::posv || op == Op::potrs) {
+        if (s.nrhs > 1)
+          launch_seg<T, op, true>(s, st);
+        else
+          launch_seg<T, op, false>(s, st);
+      } else {
+        launch_seg<T, op, false>(s, st);
+      }
+    } else if (!launch_block<T, op>(s, st, &e)) {
+      e = launch_global<T, op>(s, st);
+    }
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
@@ -1532,7 +1577,8 @@ template <class U>
 Status check_views(const char* op, GroupedBatch<U> v, const char* name) {
   for (std::size_t g = 0; g < v.size(); ++g)
     if (v[g].extent() > 0)
-      if (Status s = check_device(op, v[g].data, view_name(name, v.size() > 1, g) + ".data"); !s.ok())
+      if (Status s = check_device(op, v[g].data, view_name(name, v.size() > 1, g) + ".data");
+          !s.ok())
         return s;
   return Status::success();
 }

@@ -76,7 +76,44 @@ CURVKIT_HD void potrf(Size nn, T* buf, T shift, T* inv_diag, int* info) {
   for (; i + 1 < n; i += 2) {
     T* l0 = buf + tri(i, 0) * W;
     T* l1 = buf + tri(i + 1, 0) * W;
-    for (index_t j = 0; j < i; ++j) {
+    // Columns in pairs too: a 2 x 2 block of dot products shares every load.  Column j+1's
+    // k = j term needs L_ij, so it is added after column j is finished (same order of terms
+    // as one dot product at a time).
+    index_t j = 0;
+    for (; j + 1 < i; j += 2) {
+      const T* lj0 = buf + tri(j, 0) * W;
+      const T* lj1 = buf + tri(j + 1, 0) * W;
+      T s00[W], s01[W], s10[W], s11[W];
+      CURVKIT_SIMD
+      for (int w = 0; w < W; ++w) {
+        s00[w] = l0[j * W + w];
+        s01[w] = l0[(j + 1) * W + w];
+        s10[w] = l1[j * W + w];
+        s11[w] = l1[(j + 1) * W + w];
+      }
+      for (index_t k = 0; k < j; ++k) {
+        CURVKIT_SIMD
+        for (int w = 0; w < W; ++w) {
+          const T a0 = l0[k * W + w], a1 = l1[k * W + w];
+          const T b0 = lj0[k * W + w], b1 = lj1[k * W + w];
+          s00[w] -= a0 * b0;
+          s01[w] -= a0 * b1;
+          s10[w] -= a1 * b0;
+          s11[w] -= a1 * b1;
+        }
+      }
+      CURVKIT_SIMD
+      for (int w = 0; w < W; ++w) {
+        const T x0 = s00[w] * inv_diag[j * W + w];
+        const T x1 = s10[w] * inv_diag[j * W + w];
+        l0[j * W + w] = x0;
+        l1[j * W + w] = x1;
+        const T c = lj1[j * W + w];  // L_{j+1, j}
+        l0[(j + 1) * W + w] = (s01[w] - x0 * c) * inv_diag[(j + 1) * W + w];
+        l1[(j + 1) * W + w] = (s11[w] - x1 * c) * inv_diag[(j + 1) * W + w];
+      }
+    }
+    for (; j < i; ++j) {
       const T* lj = buf + tri(j, 0) * W;
       T s0[W], s1[W];
       CURVKIT_SIMD
