@@ -108,6 +108,52 @@ constexpr int lane_width() {
   return std::is_same_v<Size, index_t> && sizeof(T) == 4 ? 16 : 128 / int(sizeof(T));
 }
 
+// Gathers the lower triangles of matrices first .. first+active-1 of `v` into lane buffer
+// `buf`; idle lanes (the tail of the last chunk) get the identity, which never fails.  Full
+// chunks go element by element across the W matrices: contiguous vector stores into the lane
+// buffer (strided loads) instead of W scalar stores per element.
+template <int W, class T, class V>
+void gather_lower(T* buf, const MatrixBatch<V>& v, index_t first, int active, index_t n) {
+  if (active == W) {
+    const V* base = v.matrix(first);
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j <= i; ++j) {
+        T* dst = buf + device::lanes::tri(i, j) * W;
+        const V* src = base + i * v.ld + j;
+        CURVKIT_SIMD
+        for (int w = 0; w < W; ++w) dst[w] = src[w * v.stride];
+      }
+    return;
+  }
+  for (int w = 0; w < W; ++w) {
+    const V* m = w < active ? v.matrix(first + w) : nullptr;
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j <= i; ++j)
+        buf[device::lanes::tri(i, j) * W + w] = m ? m[i * v.ld + j] : T(i == j);
+  }
+}
+
+// Gathers rows x cols blocks (right-hand sides) into lanes: element (i, c) of lane w at
+// dst[(i * cols + c) * W + w]; idle lanes get zeros.
+template <int W, class T>
+void gather_block(T* dst, const MatrixBatch<T>& v, index_t first, int active, index_t rows,
+                  index_t cols) {
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t c = 0; c < cols; ++c) {
+      T* d = dst + (i * cols + c) * W;
+      for (int w = 0; w < W; ++w) d[w] = w < active ? v(first + w, i, c) : T(0);
+    }
+}
+
+// Writes lane w of a gathered block back to matrix b of `v`.
+template <int W, class T>
+void scatter_block(const MatrixBatch<T>& v, index_t b, const T* src, int w, index_t rows,
+                   index_t cols) {
+  T* m = v.matrix(b);
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t c = 0; c < cols; ++c) m[i * v.ld + c] = src[(i * cols + c) * W + w];
+}
+
 template <class T, class Size, FactorOp op>
 struct LanesKernel {
   static constexpr int W = lane_width<T, Size>();
@@ -127,45 +173,8 @@ struct LanesKernel {
     T inv[kLanesMaxOrder * W];
     T rhs[kLanesMaxOrder * kLanesMaxRhs * W];
     int code[W];
-    // Gather; idle lanes of the last chunk get the identity (they never fail, never stored).
-    // Full chunks gather element by element across the W matrices: contiguous vector stores
-    // into the lane buffer (strided loads), instead of W scalar stores per element.
-    if (active == W) {
-      const T* base = a.matrix(first);
-      for (index_t i = 0; i < nn; ++i)
-        for (index_t j = 0; j <= i; ++j) {
-          T* dst = buf + device::lanes::tri(i, j) * W;
-          const T* src = base + i * a.ld + j;
-          CURVKIT_SIMD
-          for (int w = 0; w < W; ++w) dst[w] = src[w * a.stride];
-        }
-      if constexpr (op == FactorOp::posv) {
-        const T* rbase = x.matrix(first);
-        for (index_t i = 0; i < nn; ++i)
-          for (index_t c = 0; c < nrhs; ++c) {
-            T* dst = rhs + (i * nrhs + c) * W;
-            const T* src = rbase + i * x.ld + c;
-            CURVKIT_SIMD
-            for (int w = 0; w < W; ++w) dst[w] = src[w * x.stride];
-          }
-      }
-    }
-    for (int w = active == W ? W : 0; w < W; ++w) {
-      if (w < active) {
-        const T* m = a.matrix(first + w);
-        for (index_t i = 0; i < nn; ++i)
-          for (index_t j = 0; j <= i; ++j) buf[device::lanes::tri(i, j) * W + w] = m[i * a.ld + j];
-        if constexpr (op == FactorOp::posv) {
-          const T* r = x.matrix(first + w);
-          for (index_t i = 0; i < nn; ++i)
-            for (index_t c = 0; c < nrhs; ++c) rhs[(i * nrhs + c) * W + w] = r[i * x.ld + c];
-        }
-      } else {
-        for (index_t i = 0; i < nn; ++i)
-          for (index_t j = 0; j <= i; ++j) buf[device::lanes::tri(i, j) * W + w] = T(i == j);
-        for (index_t e = 0; e < nn * nrhs; ++e) rhs[e * W + w] = T(0);
-      }
-    }
+    gather_lower<W>(buf, a, first, active, nn);
+    if constexpr (op == FactorOp::posv) gather_block<W>(rhs, x, first, active, nn, nrhs);
 
     device::lanes::potrf<W>(n, buf, ladder.lambda, inv, code);
     if constexpr (op == FactorOp::posv) device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
@@ -186,11 +195,7 @@ struct LanesKernel {
           m[i * a.ld + j] = v;
           if constexpr (op == FactorOp::potri) m[j * a.ld + i] = v;
         }
-      if constexpr (op == FactorOp::posv) {
-        T* r = x.matrix(b);
-        for (index_t i = 0; i < nn; ++i)
-          for (index_t c = 0; c < nrhs; ++c) r[i * x.ld + c] = rhs[(i * nrhs + c) * W + w];
-      }
+      if constexpr (op == FactorOp::posv) scatter_block<W>(x, b, rhs, w, nn, nrhs);
     }
   }
 
@@ -206,6 +211,56 @@ struct LanesKernel {
     if (shift_used) shift_used[b] = device::quiet_nan<T>();
     device::fill_nan(n, a.cols, m, a.ld, op != FactorOp::potri);
     if (op == FactorOp::posv) device::fill_nan(x.rows, x.cols, x.matrix(b), x.ld, false);
+  }
+};
+
+// potrs on lanes: W factors checked (info from the diagonal) and solved in lock-step.
+template <class T, class Size>
+struct PotrsLanes {
+  static constexpr int W = lane_width<T, Size>();
+  MatrixBatch<const T> l;
+  MatrixBatch<T> x;
+  Size n;
+  int* info;
+
+  void operator()(index_t chunk) const {
+    const index_t first = chunk * W;
+    const int active = int(l.batch - first < W ? l.batch - first : W);
+    const index_t nn = n;
+    const index_t nrhs = x.cols;
+    T buf[device::lanes::tri_size(kLanesMaxOrder) * W];
+    T inv[kLanesMaxOrder * W];
+    T rhs[kLanesMaxOrder * kLanesMaxRhs * W];
+    int code[W];
+    gather_lower<W>(buf, l, first, active, nn);
+    gather_block<W>(rhs, x, first, active, nn, nrhs);
+    for (int w = 0; w < W; ++w) code[w] = info::success;
+    for (index_t i = 0; i < nn; ++i)
+      for (int w = 0; w < W; ++w) {
+        T d = buf[device::lanes::tri(i, i) * W + w];
+        const bool finite = device::is_finite(d);
+        if (!finite || !(d > T(0))) {
+          if (code[w] == info::success) code[w] = finite ? info::not_positive(i) : info::non_finite(i);
+          d = T(1);
+        }
+        inv[i * W + w] = T(1) / d;
+      }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // buf, inv: filled above for rows < n
+#endif
+    device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+    for (int w = 0; w < active; ++w) {
+      const index_t b = first + w;
+      info[b] = code[w];
+      if (code[w] != 0)
+        device::fill_nan(x.rows, x.cols, x.matrix(b), x.ld, false);
+      else
+        scatter_block<W>(x, b, rhs, w, nn, nrhs);
+    }
   }
 };
 
@@ -278,6 +333,14 @@ Status potrs(const Context& ctx, GroupedBatch<const T> ls, GroupedBatch<T> xs, i
     const auto& l = ls[g];
     const auto& x = xs[g];
     with_order(l.rows, [&](auto n) {
+      if constexpr (kHostExecution) {
+        if (l.rows <= kLanesMaxOrder && x.cols <= kLanesMaxRhs) {
+          constexpr int W = lane_width<T, decltype(n)>();
+          for_each_index(space, "curvkit::potrs_lanes", (l.batch + W - 1) / W,
+                         PotrsLanes<T, decltype(n)>{l, x, n, info + k});
+          return;
+        }
+      }
       for_each_index(space, "curvkit::potrs", l.batch, Potrs<T, decltype(n)>{l, x, n, info + k});
     });
     k += l.batch;
