@@ -1,9 +1,13 @@
 // Kokkos backend of the SPD family.
 //
-// One Kokkos index per matrix: each matrix is factored, solved or inverted by one thread with
-// the per-matrix building blocks of include/curvkit/device/cholesky.hpp.  On CPUs (Serial,
-// OpenMP, Threads) that is the right granularity for the batched sizes of the seeds (n <= 64,
-// 10^4..10^6 matrices) and the row-blocked factorisation keeps large n cache-friendly.
+// Two paths, chosen per group:
+//  * lanes (host execution spaces, n <= 64, few right-hand sides): one Kokkos index is a
+//    chunk of W matrices processed in lock-step, one per SIMD lane
+//    (include/curvkit/device/cholesky_lanes.hpp): the fast path for the huge batches of
+//    small blocks in the seeds (MBF's 9 x 9, MBAG's 16..32, TENGraD's up to 128);
+//  * per matrix (everything else, and device execution spaces): one index per matrix with
+//    the building blocks of include/curvkit/device/cholesky.hpp, which switch to the blocked
+//    right-looking factorisation and the vectorised inverse on the host for n >= 96.
 // Orders 1..16 are dispatched to compile-time sizes (Fixed<N>) so their loops unroll.
 // Functors rather than lambdas: nvcc's extended lambdas cannot live inside the generic
 // size dispatch, and functors compile identically on every Kokkos version.
