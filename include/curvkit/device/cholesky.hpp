@@ -15,7 +15,8 @@
 // arithmetic is exactly that of the unblocked algorithm.  Dot products are contiguous.
 // Because the trailing matrix is never updated in place, a failed factorisation leaves rows
 // below the failing block untouched, which is what lets potrf_restore_lower() rebuild the
-// input for a shifted retry without any workspace.
+// input for a shifted retry without any workspace.  On the host, potrf_lower_auto() switches
+// to the blocked right-looking algorithm of cholesky_blocked.hpp for n >= 96.
 #pragma once
 
 #include <cmath>
