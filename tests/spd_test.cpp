@@ -392,6 +392,24 @@ TEST_P(SpdTest, LargeBatchAndLargeOrder) {
   check_op(Op::potri, make_problem<float>(257, 1, 1, 1e2, rng_));
 }
 
+// Orders past every small-size path of every backend (CUDA's shared-memory block path ends
+// at 192 (double) / 288 (float)), with many right-hand sides.
+TEST_P(SpdTest, LargeOrdersAllOps) {
+  check_op(Op::potrf, make_problem<double>(200, 2, 1, 1e4, rng_));
+  check_op(Op::posv, make_problem<double>(200, 1, 33, 1e4, rng_));
+  check_op(Op::potri, make_problem<double>(193, 1, 1, 1e4, rng_));
+  check_op(Op::posv, make_problem<float>(290, 1, 40, 1e2, rng_));
+  check_op(Op::potri, make_problem<float>(289, 1, 1, 1e2, rng_));
+  Problem<double> p = make_problem<double>(230, 1, 35, 1e4, rng_);
+  const RunResult<double> f = run(Backend::reference, Op::potrf, p, {});
+  Problem<double> q = p;
+  q.a = f.a;
+  const RunResult<double> r = run(GetParam(), Op::potrs, q, {});
+  ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+  EXPECT_EQ(r.info, std::vector<int>{0});
+  EXPECT_LE(solve_residual(p, r.b, 0.0), 8.0 * 230 * eps<double>());
+}
+
 TEST_P(SpdTest, EmptyBatchesAndOrderZero) {
   for (Op op : {Op::potrf, Op::posv, Op::potri}) {
     check_op(op, make_problem<double>(5, 0, 1, 10, rng_));  // batch 0
@@ -565,7 +583,7 @@ TEST_P(SpdTest, ShiftPolicyRetriesAndRecordsTheShift) {
 
 // Orders past the blocked-algorithm threshold: failure in a later panel, restore, retry.
 TEST_P(SpdTest, ShiftPolicyOnLargeMatrices) {
-  for (index_t n : {97, 150}) {
+  for (index_t n : {97, 150, 210}) {
     SCOPED_TRACE(trace() + ", n " + std::to_string(n));
     Problem<double> p = make_problem<double>(n, 2, 1, 1e3, rng_);
     make_indefinite(p, 1, n - 40, -0.03, 0.01);

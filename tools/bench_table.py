@@ -59,7 +59,8 @@ def load(paths):
                     medians[name] = (b, plain, params)
                 continue
             runs[name].append((b, plain, params))
-        for name, reps in runs.items():
+        for name in list(runs) + [m for m in medians if m not in runs]:
+            reps = runs.get(name, [])
             if name in medians:
                 b, plain, params = medians[name]
             else:  # median of the repetitions by time

@@ -38,10 +38,6 @@
 #include "spd_backends.hpp"
 #include "spd_common.hpp"
 
-// MatrixBatch<const T> (view.hpp) declares a conversion to itself that its requires-clause
-// disables; nvcc still warns (#554) whenever that class is instantiated, as potrs does here.
-#pragma nv_diag_suppress 554
-
 namespace curvkit::cuda {
 namespace {
 
@@ -1453,8 +1449,12 @@ void launch_seg(const Job<T>& job, cudaStream_t st) {
     seg_kernel<T, 32, op, kMany><<<blocks_for(job.batch, 4), 128, 0, st>>>(job);
 }
 
+// Enough warps for the trailing updates of the first steps; double stays within the 256
+// threads its kernel is compiled for (it never has more than 6 tile rows on an H100).
+template <class T>
 int block_warps(int tiles) {
-  return tiles <= 2 ? 2 : tiles <= 4 ? 4 : tiles <= 6 ? 8 : 16;
+  const int w = tiles <= 2 ? 2 : tiles <= 4 ? 4 : tiles <= 6 ? 8 : 16;
+  return sizeof(T) == 4 ? w : std::min(w, 8);
 }
 
 // Launches the block path if the matrix fits in shared memory; false otherwise.
@@ -1465,7 +1465,7 @@ bool launch_block(const Job<T>& job, cudaStream_t st, cudaError_t* err) {
   if ((*err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) !=
       cudaSuccess)
     return true;
-  const int tiles = (job.n + kTile - 1) / kTile, warps = block_warps(tiles);
+  const int tiles = (job.n + kTile - 1) / kTile, warps = block_warps<T>(tiles);
   const index_t want = op == Op::potri                       ? kTile
                        : (op == Op::posv || op == Op::potrs) ? std::min<index_t>(job.nrhs, kTile)
                                                              : 0;
