@@ -158,6 +158,21 @@ void scatter_block(const MatrixBatch<T>& v, index_t b, const T* src, int w, inde
     for (index_t c = 0; c < cols; ++c) m[i * v.ld + c] = src[(i * cols + c) * W + w];
 }
 
+// Lanes read W matrices element by element, which hardware prefetchers follow poorly; ask
+// for the next chunk's memory while this chunk computes.
+template <int W, class V>
+void prefetch_chunk(const MatrixBatch<V>& v, index_t first) {
+#if defined(__GNUC__)
+  if (first + W > v.batch) return;
+  const char* p = reinterpret_cast<const char*>(v.matrix(first));
+  const std::size_t bytes = std::size_t(W * v.stride) * sizeof(V);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 1);
+#else
+  (void)v;
+  (void)first;
+#endif
+}
+
 template <class T, class Size, FactorOp op>
 struct LanesKernel {
   static constexpr int W = lane_width<T, Size>();
@@ -179,6 +194,8 @@ struct LanesKernel {
     int code[W];
     gather_lower<W>(buf, a, first, active, nn);
     if constexpr (op == FactorOp::posv) gather_block<W>(rhs, x, first, active, nn, nrhs);
+    prefetch_chunk<W>(a, first + W);
+    if constexpr (op == FactorOp::posv) prefetch_chunk<W>(x, first + W);
 
     device::lanes::potrf<W>(n, buf, ladder.lambda, inv, code);
     if constexpr (op == FactorOp::posv) device::lanes::potrs<W>(n, nrhs, buf, inv, rhs);
