@@ -122,8 +122,12 @@ void record(int* info, T* shift_used, index_t k, const Factor& f) {
   if (shift_used != nullptr) shift_used[k] = static_cast<T>(f.shift_used);
 }
 
-constexpr real eps_of(float) { return std::numeric_limits<float>::epsilon(); }
-constexpr real eps_of(double) { return std::numeric_limits<double>::epsilon(); }
+constexpr real eps_of(float) {
+  return std::numeric_limits<float>::epsilon();
+}
+constexpr real eps_of(double) {
+  return std::numeric_limits<double>::epsilon();
+}
 
 }  // namespace
 
@@ -154,8 +158,10 @@ Status potrs(const Context&, GroupedBatch<const T> ls, GroupedBatch<T> bs, int* 
       for (index_t i = 0; i < n; ++i)
         for (index_t j = 0; j <= i; ++j) l(i, j) = static_cast<real>(lv(b, i, j));
       for (index_t i = 0; i < n && code == 0; ++i) {
-        if (!std::isfinite(l(i, i))) code = -static_cast<int>(i + 1);
-        else if (!(l(i, i) > 0)) code = static_cast<int>(i + 1);
+        if (!std::isfinite(l(i, i)))
+          code = -static_cast<int>(i + 1);
+        else if (!(l(i, i) > 0))
+          code = static_cast<int>(i + 1);
       }
       std::vector<real> x = load_rhs(xv, b);
       if (code == 0) solve(l, x, n, xv.cols);
@@ -167,8 +173,8 @@ Status potrs(const Context&, GroupedBatch<const T> ls, GroupedBatch<T> bs, int* 
 }
 
 template <class T>
-Status posv(const Context&, GroupedBatch<T> as, GroupedBatch<T> bs, int* info,
-            const SpdOptions& o, T* shift_used) {
+Status posv(const Context&, GroupedBatch<T> as, GroupedBatch<T> bs, int* info, const SpdOptions& o,
+            T* shift_used) {
   index_t k = 0;
   for (std::size_t g = 0; g < as.size(); ++g) {
     const auto& a = as[g];

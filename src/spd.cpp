@@ -92,8 +92,8 @@ Status check_rhs(const char* op, GroupedBatch<T> a, GroupedBatch<U> b, bool grou
                                               std::to_string(a[g].rows) + ")");
     for (std::size_t h = 0; h < a.size(); ++h)
       if (overlaps(a[h], b[g]))
-        return Status::invalid_argument(
-            op, n + " overlaps " + view_name("a", grouped, h) + " in memory (aliasing is not allowed)");
+        return Status::invalid_argument(op, n + " overlaps " + view_name("a", grouped, h) +
+                                                " in memory (aliasing is not allowed)");
   }
   return Status::success();
 }
@@ -116,18 +116,21 @@ Status check_info(const char* op, GroupedBatch<T> a, const int* info) {
   return Status::success();
 }
 
-#define CURVKIT_RETURN_IF_ERROR(expr) \
-  do {                                \
+#define CURVKIT_RETURN_IF_ERROR(expr)            \
+  do {                                           \
     if (Status s_ = (expr); !s_.ok()) return s_; \
   } while (0)
 
 // Calls backend function `fn` in the namespace the Context names.
-#define CURVKIT_DISPATCH(op, ctx, ...)                                               \
-  switch ((ctx).backend()) {                                                         \
-    case Backend::reference: return reference::op(ctx, __VA_ARGS__);                 \
-    case Backend::kokkos: return kokkos::op(ctx, __VA_ARGS__);                       \
-    case Backend::cuda: return cuda::op(ctx, __VA_ARGS__);                           \
-  }                                                                                  \
+#define CURVKIT_DISPATCH(op, ctx, ...)        \
+  switch ((ctx).backend()) {                  \
+    case Backend::reference:                  \
+      return reference::op(ctx, __VA_ARGS__); \
+    case Backend::kokkos:                     \
+      return kokkos::op(ctx, __VA_ARGS__);    \
+    case Backend::cuda:                       \
+      return cuda::op(ctx, __VA_ARGS__);      \
+  }                                           \
   return Status::invalid_argument(#op, "ctx.backend() is not a Backend value");
 
 template <class T>
@@ -214,16 +217,16 @@ Status potri(const Context& ctx, GroupedBatch<T> a, int* info, const SpdOptions&
   return potri_impl<T>(ctx, a, info, o, shift_used, true);
 }
 
-#define CURVKIT_INSTANTIATE_SPD_PUBLIC(T)                                                        \
-  template Status potrf<T>(const Context&, MatrixBatch<T>, int*, const SpdOptions&, T*);         \
-  template Status potrf<T>(const Context&, GroupedBatch<T>, int*, const SpdOptions&, T*);        \
-  template Status potrs<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>, int*);          \
-  template Status potrs<T>(const Context&, GroupedBatch<const T>, GroupedBatch<T>, int*);        \
-  template Status posv<T>(const Context&, MatrixBatch<T>, MatrixBatch<T>, int*,                  \
-                          const SpdOptions&, T*);                                                \
-  template Status posv<T>(const Context&, GroupedBatch<T>, GroupedBatch<T>, int*,                \
-                          const SpdOptions&, T*);                                                \
-  template Status potri<T>(const Context&, MatrixBatch<T>, int*, const SpdOptions&, T*);         \
+#define CURVKIT_INSTANTIATE_SPD_PUBLIC(T)                                                          \
+  template Status potrf<T>(const Context&, MatrixBatch<T>, int*, const SpdOptions&, T*);           \
+  template Status potrf<T>(const Context&, GroupedBatch<T>, int*, const SpdOptions&, T*);          \
+  template Status potrs<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>, int*);            \
+  template Status potrs<T>(const Context&, GroupedBatch<const T>, GroupedBatch<T>, int*);          \
+  template Status posv<T>(const Context&, MatrixBatch<T>, MatrixBatch<T>, int*, const SpdOptions&, \
+                          T*);                                                                     \
+  template Status posv<T>(const Context&, GroupedBatch<T>, GroupedBatch<T>, int*,                  \
+                          const SpdOptions&, T*);                                                  \
+  template Status potri<T>(const Context&, MatrixBatch<T>, int*, const SpdOptions&, T*);           \
   template Status potri<T>(const Context&, GroupedBatch<T>, int*, const SpdOptions&, T*);
 
 CURVKIT_INSTANTIATE_SPD_PUBLIC(float)

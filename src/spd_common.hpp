@@ -15,8 +15,9 @@ template <class T>
 device::ShiftLadder<T> make_ladder(const SpdOptions& o, index_t n) {
   device::ShiftLadder<T> l;
   l.lambda = static_cast<T>(o.diagonal_shift);
-  l.start = o.shift_start > 0 ? static_cast<T>(o.shift_start)
-                              : T(16) * static_cast<T>(n > 0 ? n : 1) * std::numeric_limits<T>::epsilon();
+  l.start = o.shift_start > 0
+                ? static_cast<T>(o.shift_start)
+                : T(16) * static_cast<T>(n > 0 ? n : 1) * std::numeric_limits<T>::epsilon();
   l.growth = static_cast<T>(o.shift_growth);
   l.retries = o.policy == NonSpdPolicy::shift ? o.max_shift_retries : 0;
   return l;

@@ -43,7 +43,8 @@ TEST(Core, MatrixBatchIndexingAndExtent) {
 }
 
 TEST(Core, GroupedBatchCountsAllMatrices) {
-  std::vector<MatrixBatch<float>> g = {make_batch<float>(nullptr, 3, 2, 2), make_batch<float>(nullptr, 4, 5, 5)};
+  std::vector<MatrixBatch<float>> g = {make_batch<float>(nullptr, 3, 2, 2),
+                                       make_batch<float>(nullptr, 4, 5, 5)};
   EXPECT_EQ(total_batch(GroupedBatch<float>(g)), 7);
 }
 

@@ -27,10 +27,14 @@ namespace {
 enum class Op { potrf, potrs, posv, potri };
 const char* op_name(Op op) {
   switch (op) {
-    case Op::potrf: return "potrf";
-    case Op::potrs: return "potrs";
-    case Op::posv: return "posv";
-    case Op::potri: return "potri";
+    case Op::potrf:
+      return "potrf";
+    case Op::potrs:
+      return "potrs";
+    case Op::posv:
+      return "posv";
+    case Op::potri:
+      return "potri";
   }
   return "?";
 }
@@ -93,7 +97,8 @@ struct RunResult {
 
 // Runs `op` on `backend` over copies of the problem's buffers.
 template <class T>
-RunResult<T> run(Backend backend, Op op, const Problem<T>& p, const SpdOptions& o, bool with_shift = true) {
+RunResult<T> run(Backend backend, Op op, const Problem<T>& p, const SpdOptions& o,
+                 bool with_shift = true) {
   Buffer<T> a(backend, p.a), b(backend, p.b);
   Buffer<int> info(backend, std::vector<int>(std::max<index_t>(p.la.batch, 1), -777));
   Buffer<T> shift(backend, std::vector<T>(std::max<index_t>(p.la.batch, 1), T(-1)));
@@ -103,10 +108,18 @@ RunResult<T> run(Backend backend, Op op, const Problem<T>& p, const SpdOptions& 
   T* sh = with_shift ? shift.data() : nullptr;
   RunResult<T> r;
   switch (op) {
-    case Op::potrf: r.status = potrf(ctx, va, info.data(), o, sh); break;
-    case Op::potrs: r.status = potrs(ctx, MatrixBatch<const T>(va), vb, info.data()); break;
-    case Op::posv: r.status = posv(ctx, va, vb, info.data(), o, sh); break;
-    case Op::potri: r.status = potri(ctx, va, info.data(), o, sh); break;
+    case Op::potrf:
+      r.status = potrf(ctx, va, info.data(), o, sh);
+      break;
+    case Op::potrs:
+      r.status = potrs(ctx, MatrixBatch<const T>(va), vb, info.data());
+      break;
+    case Op::posv:
+      r.status = posv(ctx, va, vb, info.data(), o, sh);
+      break;
+    case Op::potri:
+      r.status = potri(ctx, va, info.data(), o, sh);
+      break;
   }
   EXPECT_TRUE(synchronize(ctx).ok());
   r.a = a.download();
@@ -171,7 +184,8 @@ void expect_memory_contract(Op op, const Problem<T>& p, const RunResult<T>& r) {
       if (!written) {
         ASSERT_EQ(std::isnan(double(r.b[e])), std::isnan(double(p.b[e]))) << "B padding changed";
       } else if (r.info[m] != 0) {
-        ASSERT_TRUE(std::isnan(double(r.b[e]))) << "failed matrix " << m << " has a non-NaN solution";
+        ASSERT_TRUE(std::isnan(double(r.b[e])))
+            << "failed matrix " << m << " has a non-NaN solution";
       }
     }
   }
@@ -188,7 +202,8 @@ double factor_residual(const Problem<T>& p, const std::vector<T>& l, double lamb
     for (index_t i = 0; i < n; ++i)
       for (index_t j = 0; j <= i; ++j) {
         double s = 0;
-        for (index_t k = 0; k <= j; ++k) s += double(l[p.la.at(m, i, k)]) * double(l[p.la.at(m, j, k)]);
+        for (index_t k = 0; k <= j; ++k)
+          s += double(l[p.la.at(m, i, k)]) * double(l[p.la.at(m, j, k)]);
         const double w = i == j ? 1 : 2;  // off-diagonal entries count twice in the full matrix
         num += w * (s - a[i * n + j]) * (s - a[i * n + j]);
         den += w * a[i * n + j] * a[i * n + j];
@@ -249,7 +264,9 @@ class SpdTest : public ::testing::TestWithParam<Backend> {
     rng_ = fresh_rng(&seed_);
   }
   bool is_reference() const { return GetParam() == Backend::reference; }
-  std::string trace() const { return "seed " + std::to_string(seed_) + ", backend " + to_string(GetParam()); }
+  std::string trace() const {
+    return "seed " + std::to_string(seed_) + ", backend " + to_string(GetParam());
+  }
 
   // Runs op on the backend and on the reference and checks: status, info equality, forward
   // error vs reference, memory contract and the op's identity.
@@ -268,11 +285,13 @@ class SpdTest : public ::testing::TestWithParam<Backend> {
       const RunResult<T> ref = run(Backend::reference, op, p, o);
       ASSERT_EQ(r.info, ref.info);
       if (op != Op::potrs) {
-        EXPECT_LE(max_rel_err(r.a, ref.a, p.la, r.info, [&](index_t i, index_t j) { return writes_a(op, i, j); }),
+        EXPECT_LE(max_rel_err(r.a, ref.a, p.la, r.info,
+                              [&](index_t i, index_t j) { return writes_a(op, i, j); }),
                   fwd_tol);
       }
       if (op == Op::posv || op == Op::potrs) {
-        EXPECT_LE(max_rel_err(r.b, ref.b, p.lb, r.info, [](index_t, index_t) { return true; }), fwd_tol);
+        EXPECT_LE(max_rel_err(r.b, ref.b, p.lb, r.info, [](index_t, index_t) { return true; }),
+                  fwd_tol);
       }
     }
     for (int v : r.info) ASSERT_EQ(v, 0) << "well-conditioned SPD input reported as failed";
@@ -296,7 +315,8 @@ class SpdTest : public ::testing::TestWithParam<Backend> {
 
 // Orders covering: 1, the unrolled sizes, the row-block boundary (8), non-multiples of any
 // tile or warp width, and the larger blocked sizes.
-const std::vector<index_t> kOrders = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 100, 128};
+const std::vector<index_t> kOrders = {1,  2,  3,  4,  5,  7,  8,  9,  12, 15,  16,
+                                      17, 24, 31, 32, 33, 48, 63, 64, 65, 100, 128};
 
 template <class T>
 double cond_for() {
@@ -412,7 +432,7 @@ TEST_P(SpdTest, LargeOrdersAllOps) {
 
 TEST_P(SpdTest, EmptyBatchesAndOrderZero) {
   for (Op op : {Op::potrf, Op::posv, Op::potri}) {
-    check_op(op, make_problem<double>(5, 0, 1, 10, rng_));  // batch 0
+    check_op(op, make_problem<double>(5, 0, 1, 10, rng_));               // batch 0
     const Problem<float> p = make_problem<float>(0, 3, 2, 10, rng_, 1);  // n 0 (ld 1)
     const RunResult<float> r = run(GetParam(), op, p, {});
     ASSERT_TRUE(r.status.ok()) << r.status.to_string();
@@ -447,7 +467,8 @@ TEST_P(SpdTest, GroupedBatches) {
       o.policy = NonSpdPolicy::shift;  // all inputs are SPD: no shift may be applied
       Status s;
       if (op == Op::potrf) s = potrf(ctx, GroupedBatch<T>(av), info.data(), o, shift.data());
-      if (op == Op::posv) s = posv(ctx, GroupedBatch<T>(av), GroupedBatch<T>(bv), info.data(), o, shift.data());
+      if (op == Op::posv)
+        s = posv(ctx, GroupedBatch<T>(av), GroupedBatch<T>(bv), info.data(), o, shift.data());
       if (op == Op::potri) s = potri(ctx, GroupedBatch<T>(av), info.data(), o, shift.data());
       ASSERT_TRUE(s.ok()) << s.to_string();
       ASSERT_TRUE(synchronize(ctx).ok());
@@ -472,20 +493,23 @@ TEST_P(SpdTest, GroupedBatches) {
 // Matrix `m` of the problem replaced by an indefinite one whose first non-positive pivot is
 // at (0-based) `pivot`: the identity with entry `pivot` of the diagonal set to -1.
 template <class T>
-void make_indefinite(Problem<T>& p, index_t m, index_t pivot, double value = -1.0, double off = 0.1) {
+void make_indefinite(Problem<T>& p, index_t m, index_t pivot, double value = -1.0,
+                     double off = 0.1) {
   for (index_t i = 0; i < p.la.rows; ++i)
-    for (index_t j = 0; j <= i; ++j) p.a[p.la.at(m, i, j)] = T(i == j ? (i == pivot ? value : 2.0) : off);
+    for (index_t j = 0; j <= i; ++j)
+      p.a[p.la.at(m, i, j)] = T(i == j ? (i == pivot ? value : 2.0) : off);
 }
 
 TEST_P(SpdTest, NonSpdIsReportedPerMatrixWithNaNOutputs) {
   auto body = [&](auto zero, Op op) {
     using T = decltype(zero);
     Problem<T> p = make_problem<T>(11, 6, 2, cond_for<T>(), rng_);
-    make_indefinite(p, 1, 0);   // first pivot negative
-    make_indefinite(p, 4, 7);   // pivot 8 (1-based)
+    make_indefinite(p, 1, 0);  // first pivot negative
+    make_indefinite(p, 4, 7);  // pivot 8 (1-based)
     const RunResult<T> r = run(GetParam(), op, p, {});
     ASSERT_TRUE(r.status.ok());
-    // Note the off-diagonal 0.1 entries lower later pivots only slightly: pivot 8 stays the first failure.
+    // Note the off-diagonal 0.1 entries lower later pivots only slightly: pivot 8 stays the first
+    // failure.
     EXPECT_EQ(r.info, (std::vector<int>{0, 1, 0, 0, 8, 0}));
     for (T s : r.shift) EXPECT_TRUE(s == T(0) || std::isnan(double(s)));
     expect_memory_contract(op, p, r);
@@ -538,7 +562,7 @@ TEST_P(SpdTest, ShiftPolicyRetriesAndRecordsTheShift) {
   auto body = [&](auto zero, Op op, double lambda) {
     using T = decltype(zero);
     Problem<T> p = make_problem<T>(10, 5, 2, cond_for<T>(), rng_);
-    make_indefinite(p, 0, 3, -0.05);  // needs delta > ~0.05: several rungs of the ladder
+    make_indefinite(p, 0, 3, -0.05);     // needs delta > ~0.05: several rungs of the ladder
     make_indefinite(p, 3, 9, 0.0, 0.0);  // diagonal with a zero: the smallest rung suffices
     SpdOptions o;
     o.policy = NonSpdPolicy::shift;
@@ -565,12 +589,14 @@ TEST_P(SpdTest, ShiftPolicyRetriesAndRecordsTheShift) {
         one.a.assign(p.a.begin() + m * p.la.stride, p.a.begin() + (m + 1) * p.la.stride);
         one.b.assign(p.b.begin() + m * p.lb.stride, p.b.begin() + (m + 1) * p.lb.stride);
         std::vector<T> l(r.a.begin() + m * p.la.stride, r.a.begin() + (m + 1) * p.la.stride);
-        EXPECT_LE(factor_residual(one, l, lambda + double(r.shift[m])), 8.0 * 10 * eps<T>()) << "matrix " << m;
+        EXPECT_LE(factor_residual(one, l, lambda + double(r.shift[m])), 8.0 * 10 * eps<T>())
+            << "matrix " << m;
       }
     }
     if (!is_reference()) {
       const RunResult<T> ref = run(Backend::reference, op, p, o);
-      for (index_t m = 0; m < 5; ++m) EXPECT_NEAR(double(r.shift[m]), double(ref.shift[m]), 1e-5 * double(ref.shift[m]));
+      for (index_t m = 0; m < 5; ++m)
+        EXPECT_NEAR(double(r.shift[m]), double(ref.shift[m]), 1e-5 * double(ref.shift[m]));
     }
   };
   for (Op op : {Op::potrf, Op::posv, Op::potri}) {
@@ -684,7 +710,9 @@ TEST_P(SpdTest, BadArgumentsAreRejectedWithoutSideEffects) {
   expect_invalid(potrf(ctx, GroupedBatch<double>(groups), info.data()), "a[1].ld");
   std::vector<MatrixBatch<double>> agroups = {va};
   std::vector<MatrixBatch<double>> bgroups = {vb, vb};
-  expect_invalid(posv(ctx, GroupedBatch<double>(agroups), GroupedBatch<double>(bgroups), info.data()), "groups");
+  expect_invalid(
+      posv(ctx, GroupedBatch<double>(agroups), GroupedBatch<double>(bgroups), info.data()),
+      "groups");
   ASSERT_TRUE(synchronize(ctx).ok());
   // Nothing was touched.
   const auto a_after = a.download();
@@ -696,7 +724,9 @@ TEST_P(SpdTest, BadArgumentsAreRejectedWithoutSideEffects) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, SpdTest,
                          ::testing::Values(Backend::reference, Backend::kokkos, Backend::cuda),
-                         [](const ::testing::TestParamInfo<Backend>& i) { return std::string(to_string(i.param)); });
+                         [](const ::testing::TestParamInfo<Backend>& i) {
+                           return std::string(to_string(i.param));
+                         });
 
 }  // namespace
 }  // namespace curvkit::test

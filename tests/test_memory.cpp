@@ -30,16 +30,20 @@ bool backend_usable(Backend backend, std::string* why) {
   return true;
 }
 
-Context context_for(Backend backend) { return Context(backend); }
+Context context_for(Backend backend) {
+  return Context(backend);
+}
 
 namespace {
 void* allocate(Backend backend, std::size_t bytes) {
   if (bytes == 0) bytes = 1;
   switch (backend) {
-    case Backend::reference: return ::operator new(bytes);
+    case Backend::reference:
+      return ::operator new(bytes);
     case Backend::kokkos:
 #if CURVKIT_HAVE_KOKKOS
-      return Kokkos::kokkos_malloc<Kokkos::DefaultExecutionSpace::memory_space>("curvkit_test", bytes);
+      return Kokkos::kokkos_malloc<Kokkos::DefaultExecutionSpace::memory_space>("curvkit_test",
+                                                                                bytes);
 #else
       break;
 #endif
@@ -58,7 +62,9 @@ void* allocate(Backend backend, std::size_t bytes) {
 
 void release(Backend backend, void* p) {
   switch (backend) {
-    case Backend::reference: ::operator delete(p); return;
+    case Backend::reference:
+      ::operator delete(p);
+      return;
     case Backend::kokkos:
 #if CURVKIT_HAVE_KOKKOS
       Kokkos::kokkos_free<Kokkos::DefaultExecutionSpace::memory_space>(p);
@@ -75,7 +81,9 @@ void release(Backend backend, void* p) {
 void copy(Backend backend, void* dst, const void* src, std::size_t bytes, bool to_backend) {
   if (bytes == 0) return;
   switch (backend) {
-    case Backend::reference: std::memcpy(dst, src, bytes); return;
+    case Backend::reference:
+      std::memcpy(dst, src, bytes);
+      return;
     case Backend::kokkos: {
 #if CURVKIT_HAVE_KOKKOS
       using Mem = Kokkos::DefaultExecutionSpace::memory_space;
@@ -83,7 +91,8 @@ void copy(Backend backend, void* dst, const void* src, std::size_t bytes, bool t
       Kokkos::fence();
       if (to_backend) {
         Kokkos::View<char*, Mem, Unmanaged> d(static_cast<char*>(dst), bytes);
-        Kokkos::View<const char*, Kokkos::HostSpace, Unmanaged> s(static_cast<const char*>(src), bytes);
+        Kokkos::View<const char*, Kokkos::HostSpace, Unmanaged> s(static_cast<const char*>(src),
+                                                                  bytes);
         Kokkos::deep_copy(d, s);
       } else {
         Kokkos::View<char*, Kokkos::HostSpace, Unmanaged> d(static_cast<char*>(dst), bytes);
@@ -97,8 +106,8 @@ void copy(Backend backend, void* dst, const void* src, std::size_t bytes, bool t
     case Backend::cuda:
 #if CURVKIT_HAVE_CUDA
       cudaDeviceSynchronize();
-      if (cudaMemcpy(dst, src, bytes, to_backend ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost) !=
-          cudaSuccess)
+      if (cudaMemcpy(dst, src, bytes,
+                     to_backend ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost) != cudaSuccess)
         throw std::runtime_error("cudaMemcpy failed");
 #endif
       return;
@@ -108,7 +117,8 @@ void copy(Backend backend, void* dst, const void* src, std::size_t bytes, bool t
 
 template <class T>
 Buffer<T>::Buffer(Backend backend, std::size_t count)
-    : backend_(backend), count_(count),
+    : backend_(backend),
+      count_(count),
       ptr_(static_cast<T*>(allocate(backend, count * sizeof(T)))) {}
 
 template <class T>

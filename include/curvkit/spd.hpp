@@ -77,8 +77,8 @@ template <class T>
 Status potrs(const Context& ctx, GroupedBatch<const T> l, GroupedBatch<T> b, int* info);
 /// Convenience: a mutable factor view is accepted too (it is only read).
 template <class T>
-  requires(!std::is_const_v<T>)
-Status potrs(const Context& ctx, MatrixBatch<T> l, MatrixBatch<T> b, int* info) {
+requires(!std::is_const_v<T>) Status
+    potrs(const Context& ctx, MatrixBatch<T> l, MatrixBatch<T> b, int* info) {
   return potrs<T>(ctx, MatrixBatch<const T>(l), b, info);
 }
 

@@ -18,7 +18,8 @@ inline constexpr bool kHostExecution =
 
 /// The execution-space instance a Context names (the default instance if none).
 inline ExecSpace exec_space(const Context& ctx) {
-  if (ctx.kokkos_instance() != nullptr) return *static_cast<const ExecSpace*>(ctx.kokkos_instance());
+  if (ctx.kokkos_instance() != nullptr)
+    return *static_cast<const ExecSpace*>(ctx.kokkos_instance());
   return ExecSpace();
 }
 
@@ -26,7 +27,8 @@ inline ExecSpace exec_space(const Context& ctx) {
 template <class Functor>
 void for_each_index(const ExecSpace& space, const char* label, index_t count, const Functor& f) {
   if (count <= 0) return;
-  Kokkos::parallel_for(label, Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<index_t>>(space, 0, count), f);
+  Kokkos::parallel_for(
+      label, Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<index_t>>(space, 0, count), f);
 }
 
 }  // namespace curvkit::kokkos

@@ -6,7 +6,9 @@
 
 namespace curvkit::kokkos {
 
-bool compiled() { return true; }
+bool compiled() {
+  return true;
+}
 
 bool initialize_if_needed() {
   if (Kokkos::is_initialized()) return false;
@@ -14,8 +16,12 @@ bool initialize_if_needed() {
   return true;
 }
 
-void finalize() { Kokkos::finalize(); }
+void finalize() {
+  Kokkos::finalize();
+}
 
-void fence(const Context& ctx) { exec_space(ctx).fence(); }
+void fence(const Context& ctx) {
+  exec_space(ctx).fence();
+}
 
 }  // namespace curvkit::kokkos

@@ -27,23 +27,40 @@ using device::ShiftLadder;
 template <class F>
 void with_order(index_t n, F&& f) {
   switch (n) {
-    case 1: return f(Fixed<1>{});
-    case 2: return f(Fixed<2>{});
-    case 3: return f(Fixed<3>{});
-    case 4: return f(Fixed<4>{});
-    case 5: return f(Fixed<5>{});
-    case 6: return f(Fixed<6>{});
-    case 7: return f(Fixed<7>{});
-    case 8: return f(Fixed<8>{});
-    case 9: return f(Fixed<9>{});
-    case 10: return f(Fixed<10>{});
-    case 11: return f(Fixed<11>{});
-    case 12: return f(Fixed<12>{});
-    case 13: return f(Fixed<13>{});
-    case 14: return f(Fixed<14>{});
-    case 15: return f(Fixed<15>{});
-    case 16: return f(Fixed<16>{});
-    default: return f(n);
+    case 1:
+      return f(Fixed<1>{});
+    case 2:
+      return f(Fixed<2>{});
+    case 3:
+      return f(Fixed<3>{});
+    case 4:
+      return f(Fixed<4>{});
+    case 5:
+      return f(Fixed<5>{});
+    case 6:
+      return f(Fixed<6>{});
+    case 7:
+      return f(Fixed<7>{});
+    case 8:
+      return f(Fixed<8>{});
+    case 9:
+      return f(Fixed<9>{});
+    case 10:
+      return f(Fixed<10>{});
+    case 11:
+      return f(Fixed<11>{});
+    case 12:
+      return f(Fixed<12>{});
+    case 13:
+      return f(Fixed<13>{});
+    case 14:
+      return f(Fixed<14>{});
+    case 15:
+      return f(Fixed<15>{});
+    case 16:
+      return f(Fixed<16>{});
+    default:
+      return f(n);
   }
 }
 
@@ -261,7 +278,8 @@ struct PotrsLanes {
         T d = buf[device::lanes::tri(i, i) * W + w];
         const bool finite = device::is_finite(d);
         if (!finite || !(d > T(0))) {
-          if (code[w] == info::success) code[w] = finite ? info::not_positive(i) : info::non_finite(i);
+          if (code[w] == info::success)
+            code[w] = finite ? info::not_positive(i) : info::non_finite(i);
           d = T(1);
         }
         inv[i * W + w] = T(1) / d;
@@ -293,7 +311,8 @@ bool try_lanes(const ExecSpace& space, const char* label, const MatrixBatch<T>& 
   if constexpr (!kHostExecution) {
     return false;
   } else {
-    if (index_t(n) > kLanesMaxOrder || (op == FactorOp::posv && x.cols > kLanesMaxRhs)) return false;
+    if (index_t(n) > kLanesMaxOrder || (op == FactorOp::posv && x.cols > kLanesMaxRhs))
+      return false;
     constexpr int W = lane_width<T, Size>();
     for_each_index(space, label, (a.batch + W - 1) / W,
                    LanesKernel<T, Size, op>{a, x, n, ladder, info, shift_used});
@@ -331,7 +350,8 @@ Status run_factor_op(const Context& ctx, GroupedBatch<T> as, GroupedBatch<T> xs,
 }  // namespace
 
 template <class T>
-Status potrf(const Context& ctx, GroupedBatch<T> as, int* info, const SpdOptions& o, T* shift_used) {
+Status potrf(const Context& ctx, GroupedBatch<T> as, int* info, const SpdOptions& o,
+             T* shift_used) {
   return run_factor_op<FactorOp::potrf>(ctx, as, as, info, o, shift_used);
 }
 
@@ -342,7 +362,8 @@ Status posv(const Context& ctx, GroupedBatch<T> as, GroupedBatch<T> xs, int* inf
 }
 
 template <class T>
-Status potri(const Context& ctx, GroupedBatch<T> as, int* info, const SpdOptions& o, T* shift_used) {
+Status potri(const Context& ctx, GroupedBatch<T> as, int* info, const SpdOptions& o,
+             T* shift_used) {
   return run_factor_op<FactorOp::potri>(ctx, as, as, info, o, shift_used);
 }
 

@@ -3,8 +3,12 @@
 #include "spd_backends.hpp"
 
 namespace curvkit::cuda {
-bool compiled() { return false; }
-Status synchronize(const Context&) { return Status::not_compiled("synchronize", "cuda"); }
+bool compiled() {
+  return false;
+}
+Status synchronize(const Context&) {
+  return Status::not_compiled("synchronize", "cuda");
+}
 }  // namespace curvkit::cuda
 
 CURVKIT_DEFINE_SPD_STUBS(cuda)

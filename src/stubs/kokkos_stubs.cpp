@@ -3,8 +3,12 @@
 #include "spd_backends.hpp"
 
 namespace curvkit::kokkos {
-bool compiled() { return false; }
-bool initialize_if_needed() { return false; }
+bool compiled() {
+  return false;
+}
+bool initialize_if_needed() {
+  return false;
+}
 void finalize() {}
 void fence(const Context&) {}
 }  // namespace curvkit::kokkos

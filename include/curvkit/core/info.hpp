@@ -20,10 +20,18 @@ inline constexpr int success = 0;
 // Whenever info != 0 every output of that matrix is set to NaN, so a caller that ignores
 // info cannot mistake a failure for a plausible result.
 
-CURVKIT_HD_INLINE constexpr int not_positive(index_t pivot0) { return static_cast<int>(pivot0 + 1); }
-CURVKIT_HD_INLINE constexpr int non_finite(index_t pivot0) { return -static_cast<int>(pivot0 + 1); }
-CURVKIT_HD_INLINE constexpr bool is_not_positive(int code) { return code > 0; }
-CURVKIT_HD_INLINE constexpr bool is_non_finite(int code) { return code < 0; }
+CURVKIT_HD_INLINE constexpr int not_positive(index_t pivot0) {
+  return static_cast<int>(pivot0 + 1);
+}
+CURVKIT_HD_INLINE constexpr int non_finite(index_t pivot0) {
+  return -static_cast<int>(pivot0 + 1);
+}
+CURVKIT_HD_INLINE constexpr bool is_not_positive(int code) {
+  return code > 0;
+}
+CURVKIT_HD_INLINE constexpr bool is_non_finite(int code) {
+  return code < 0;
+}
 
 /// "ok", "leading minor 3 is not positive definite", "pivot 2 is NaN or Inf".
 std::string describe(int code);

@@ -30,7 +30,8 @@
 #if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
 #define CURVKIT_PRAGMA(x) _Pragma(#x)
 #define CURVKIT_SIMD_REDUCTION(var) CURVKIT_PRAGMA(omp simd reduction(+ : var))
-#define CURVKIT_PRAGMA_SIMD_REDUCTION4(a, b, c, d) CURVKIT_PRAGMA(omp simd reduction(+ : a, b, c, d))
+#define CURVKIT_PRAGMA_SIMD_REDUCTION4(a, b, c, d) \
+  CURVKIT_PRAGMA(omp simd reduction(+ : a, b, c, d))
 #else
 #define CURVKIT_SIMD_REDUCTION(var)
 #define CURVKIT_PRAGMA_SIMD_REDUCTION4(a, b, c, d)

@@ -90,8 +90,8 @@ inline void panel_solve(index_t k0, index_t k1, index_t n, T* a, index_t lda) {
 template <class T>
 inline void trailing_update(index_t k0, index_t k1, index_t n, T* a, index_t lda) {
   constexpr index_t NC = 64 / index_t(sizeof(T));  // tile width: two 256-bit vectors
-  constexpr index_t MR = 4;                         // tile height
-  constexpr index_t JC = 128;                       // columns packed at once
+  constexpr index_t MR = 4;                        // tile height
+  constexpr index_t JC = 128;                      // columns packed at once
   const index_t depth = k1 - k0;
   alignas(64) T pt[kPanel * JC];  // pt[p * JC + c] = L_{jc0 + c, k0 + p}
   for (index_t jc0 = k1; jc0 < n; jc0 += JC) {
@@ -152,7 +152,7 @@ inline int potrf_lower(index_t n, T* a, index_t lda, T shift) {
       if (!(d > T(0))) return info::not_positive(i);
       li[i] = std::sqrt(d);
     }
-    if (k1 < n) panel_solve(k0, k1, n, a, lda);  // 2.
+    if (k1 < n) panel_solve(k0, k1, n, a, lda);      // 2.
     if (k1 < n) trailing_update(k0, k1, n, a, lda);  // 3.
   }
   return info::success;

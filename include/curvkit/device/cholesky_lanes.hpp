@@ -26,10 +26,14 @@
 
 namespace curvkit::device::lanes {
 
-CURVKIT_HD_INLINE constexpr index_t tri(index_t i, index_t j) { return i * (i + 1) / 2 + j; }
+CURVKIT_HD_INLINE constexpr index_t tri(index_t i, index_t j) {
+  return i * (i + 1) / 2 + j;
+}
 
 /// Elements of a packed lower triangle of order n.
-CURVKIT_HD_INLINE constexpr index_t tri_size(index_t n) { return n * (n + 1) / 2; }
+CURVKIT_HD_INLINE constexpr index_t tri_size(index_t n) {
+  return n * (n + 1) / 2;
+}
 
 // s[w] -= sum_{k < len} x[k][w] * y[k][w]
 template <int W, class T>
