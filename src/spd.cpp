@@ -42,7 +42,6 @@ bool overlaps(const MatrixBatch<T>& x, const MatrixBatch<U>& y) {
   return x0 < y1 && y0 < x1;
 }
 
-template <class T>
 Status check_options(const char* op, const SpdOptions& o) {
   if (!std::isfinite(o.diagonal_shift))
     return Status::invalid_argument(op, "options.diagonal_shift must be finite");
@@ -136,7 +135,7 @@ Status check_info(const char* op, GroupedBatch<T> a, const int* info) {
 template <class T>
 Status potrf_impl(const Context& ctx, GroupedBatch<T> a, int* info, const SpdOptions& o,
                   T* shift_used, bool grouped) {
-  CURVKIT_RETURN_IF_ERROR(check_options<T>("potrf", o));
+  CURVKIT_RETURN_IF_ERROR(check_options("potrf", o));
   CURVKIT_RETURN_IF_ERROR(check_square("potrf", a, "a", grouped));
   CURVKIT_RETURN_IF_ERROR(check_groups_disjoint("potrf", a, "a"));
   CURVKIT_RETURN_IF_ERROR(check_info("potrf", a, info));
@@ -156,7 +155,7 @@ Status potrs_impl(const Context& ctx, GroupedBatch<const T> l, GroupedBatch<T> b
 template <class T>
 Status posv_impl(const Context& ctx, GroupedBatch<T> a, GroupedBatch<T> b, int* info,
                  const SpdOptions& o, T* shift_used, bool grouped) {
-  CURVKIT_RETURN_IF_ERROR(check_options<T>("posv", o));
+  CURVKIT_RETURN_IF_ERROR(check_options("posv", o));
   CURVKIT_RETURN_IF_ERROR(check_square("posv", a, "a", grouped));
   CURVKIT_RETURN_IF_ERROR(check_rhs("posv", a, b, grouped));
   CURVKIT_RETURN_IF_ERROR(check_groups_disjoint("posv", a, "a"));
@@ -168,7 +167,7 @@ Status posv_impl(const Context& ctx, GroupedBatch<T> a, GroupedBatch<T> b, int* 
 template <class T>
 Status potri_impl(const Context& ctx, GroupedBatch<T> a, int* info, const SpdOptions& o,
                   T* shift_used, bool grouped) {
-  CURVKIT_RETURN_IF_ERROR(check_options<T>("potri", o));
+  CURVKIT_RETURN_IF_ERROR(check_options("potri", o));
   CURVKIT_RETURN_IF_ERROR(check_square("potri", a, "a", grouped));
   CURVKIT_RETURN_IF_ERROR(check_groups_disjoint("potri", a, "a"));
   CURVKIT_RETURN_IF_ERROR(check_info("potri", a, info));

@@ -146,6 +146,19 @@ __device__ __forceinline__ T seg_max(T v) {
   return v;
 }
 
+// Called by the 32 lanes of warp 0: max_i |a_ii| (1 if that is 0; NaN entries are skipped),
+// the scale of the shift ladder, read from global memory.
+template <class T>
+__device__ T warp_diagonal_scale(const T* a, index_t lda, int n) {
+  T m = T(0);
+  for (int i = threadIdx.x; i < n; i += 32) {
+    const T d = a[i * lda + i] < T(0) ? -a[i * lda + i] : a[i * lda + i];
+    m = d > m ? d : m;
+  }
+  m = seg_max<32>(m);
+  return m > T(0) ? m : T(1);
+}
+
 template <int G>
 __device__ __forceinline__ int seg_min(int v) {
 #pragma unroll
@@ -904,13 +917,8 @@ __global__ void __launch_bounds__(sizeof(T) == 4 ? 512 : 256)
     code = block_factor(sm, n, tiles, early, job.lda);
     if (code > 0 && lad.retries > 0) {
       if (threadIdx.x < 32) {
-        T m = T(0);
-        for (int i = threadIdx.x; i < n; i += 32) {
-          const T d = a[i * job.lda + i];
-          m = (d < T(0) ? -d : d) > m ? (d < T(0) ? -d : d) : m;
-        }
-        m = seg_max<32>(m);
-        if (threadIdx.x == 0) sm.col[0] = m > T(0) ? m : T(1);
+        const T m = warp_diagonal_scale(a, job.lda, n);
+        if (threadIdx.x == 0) sm.col[0] = m;
       }
       __syncthreads();
       T d = lad.start * sm.col[0];
@@ -1181,13 +1189,8 @@ __global__ void __launch_bounds__(128) p4_retry(const Job<T> job, int tiles) {
   T* a = job.a + b * job.sa;
   p4_rebuild_block(w, a, job.lda, n, tiles, (code - 1) / kTile, lad.lambda);
   if (threadIdx.x < 32) {
-    T m = T(0);
-    for (int i = threadIdx.x; i < n; i += 32) {
-      const T d = a[i * job.lda + i];
-      m = (d < T(0) ? -d : d) > m ? (d < T(0) ? -d : d) : m;
-    }
-    m = seg_max<32>(m);
-    if (threadIdx.x == 0) scale = m > T(0) ? m : T(1);
+    const T m = warp_diagonal_scale(a, job.lda, n);
+    if (threadIdx.x == 0) scale = m;
   }
   __syncthreads();
   T d = lad.start * scale, delta = T(0);

@@ -13,6 +13,19 @@
 #define CURVKIT_HD_INLINE inline
 #endif
 
+// SIMD hints for host loops (GCC/Clang with -fopenmp-simd; no OpenMP runtime involved).  Empty
+// under nvcc and for other compilers.
+#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
+#define CURVKIT_PRAGMA(x) _Pragma(#x)
+#define CURVKIT_SIMD CURVKIT_PRAGMA(omp simd)
+#define CURVKIT_SIMD_REDUCTION(var) CURVKIT_PRAGMA(omp simd reduction(+ : var))
+#define CURVKIT_SIMD_REDUCTION4(a, b, c, d) CURVKIT_PRAGMA(omp simd reduction(+ : a, b, c, d))
+#else
+#define CURVKIT_SIMD
+#define CURVKIT_SIMD_REDUCTION(var)
+#define CURVKIT_SIMD_REDUCTION4(a, b, c, d)
+#endif
+
 namespace curvkit {
 
 /// Sizes, strides and batch counts: 64-bit so that batch * stride never overflows.

@@ -27,16 +27,6 @@
 #include "curvkit/core/types.hpp"
 #include "curvkit/device/cholesky_blocked.hpp"
 
-#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
-#define CURVKIT_PRAGMA(x) _Pragma(#x)
-#define CURVKIT_SIMD_REDUCTION(var) CURVKIT_PRAGMA(omp simd reduction(+ : var))
-#define CURVKIT_PRAGMA_SIMD_REDUCTION4(a, b, c, d) \
-  CURVKIT_PRAGMA(omp simd reduction(+ : a, b, c, d))
-#else
-#define CURVKIT_SIMD_REDUCTION(var)
-#define CURVKIT_PRAGMA_SIMD_REDUCTION4(a, b, c, d)
-#endif
-
 namespace curvkit::device {
 
 /// A compile-time matrix order.
@@ -75,7 +65,7 @@ template <class T>
 CURVKIT_HD_INLINE void dot4(const T* x0, const T* x1, const T* x2, const T* x3, const T* y,
                             index_t len, T* s) {
   T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0);
-  CURVKIT_PRAGMA_SIMD_REDUCTION4(s0, s1, s2, s3)
+  CURVKIT_SIMD_REDUCTION4(s0, s1, s2, s3)
   for (index_t k = 0; k < len; ++k) {
     s0 += x0[k] * y[k];
     s1 += x1[k] * y[k];

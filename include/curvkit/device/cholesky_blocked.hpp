@@ -19,12 +19,6 @@
 #include "curvkit/core/info.hpp"
 #include "curvkit/core/types.hpp"
 
-#if defined(__GNUC__)
-#define CURVKIT_BLOCKED_SIMD _Pragma("omp simd")
-#else
-#define CURVKIT_BLOCKED_SIMD
-#endif
-
 namespace curvkit::device::blocked {
 
 /// Orders from which potrf_lower_with_policy uses this algorithm on the host.
@@ -35,7 +29,7 @@ inline constexpr index_t kPanel = 32;
 template <class T>
 inline T sub_dot(T s, const T* x, const T* y, index_t len) {
   T acc = T(0);
-  CURVKIT_BLOCKED_SIMD
+  CURVKIT_SIMD
   for (index_t k = 0; k < len; ++k) acc += x[k] * y[k];
   return s - acc;
 }
@@ -65,7 +59,7 @@ inline void panel_solve(index_t k0, index_t k1, index_t n, T* a, index_t lda) {
       x2[j] = y2;
       x3[j] = y3;
       const T* col = lt + j * kPanel;
-      CURVKIT_BLOCKED_SIMD
+      CURVKIT_SIMD
       for (index_t q = j + 1; q < nb; ++q) {
         x0[q] -= y0 * col[q];
         x1[q] -= y1 * col[q];
@@ -80,7 +74,7 @@ inline void panel_solve(index_t k0, index_t k1, index_t n, T* a, index_t lda) {
       const T xj = x[j] * inv[j];
       x[j] = xj;
       const T* col = lt + j * kPanel;
-      CURVKIT_BLOCKED_SIMD
+      CURVKIT_SIMD
       for (index_t q = j + 1; q < nb; ++q) x[q] -= xj * col[q];
     }
   }
@@ -113,14 +107,14 @@ inline void trailing_update(index_t k0, index_t k1, index_t n, T* a, index_t lda
         for (index_t p = 0; p < depth; ++p) {
           for (index_t r = 0; r < MR; ++r) {
             const T v = pr[r][p];
-            CURVKIT_BLOCKED_SIMD
+            CURVKIT_SIMD
             for (index_t c = 0; c < NC; ++c) acc[r][c] += v * q[p * JC + c];
           }
         }
         if (mr == MR && jt + NC <= jc1 && jt + NC <= i0 + 1) {  // whole tile below the diagonal
           for (index_t r = 0; r < MR; ++r) {
             T* row = a + (i0 + r) * lda + jt;
-            CURVKIT_BLOCKED_SIMD
+            CURVKIT_SIMD
             for (index_t c = 0; c < NC; ++c) row[c] -= acc[r][c];
           }
         } else {
@@ -202,10 +196,10 @@ inline void potri_from_factor(index_t n, T* a, index_t lda) {
     for (index_t k = 0; k < i; ++k) {
       const T c = li[k];
       const T* xk = a + k * lda;
-      CURVKIT_BLOCKED_SIMD
+      CURVKIT_SIMD
       for (index_t j = 0; j <= k; ++j) row[j] -= c * xk[j];
     }
-    CURVKIT_BLOCKED_SIMD
+    CURVKIT_SIMD
     for (index_t j = 0; j < i; ++j) li[j] = row[j] * inv;
     li[i] = inv;
   }
@@ -214,7 +208,7 @@ inline void potri_from_factor(index_t n, T* a, index_t lda) {
     for (index_t k = i; k < n; ++k) {
       const T* xk = a + k * lda;
       const T c = xk[i];
-      CURVKIT_BLOCKED_SIMD
+      CURVKIT_SIMD
       for (index_t j = 0; j <= i; ++j) row[j] += c * xk[j];
     }
     T* ai = a + i * lda;

@@ -18,12 +18,6 @@
 #include "curvkit/core/info.hpp"
 #include "curvkit/core/types.hpp"
 
-#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
-#define CURVKIT_SIMD _Pragma("omp simd")
-#else
-#define CURVKIT_SIMD
-#endif
-
 namespace curvkit::device::lanes {
 
 CURVKIT_HD_INLINE constexpr index_t tri(index_t i, index_t j) {
