@@ -6,41 +6,15 @@
 #include <vector>
 
 #include "curvkit/spd.hpp"
+#include "checks.hpp"
 #include "spd_backends.hpp"
 
 namespace curvkit {
 namespace {
 
-// "a" for a uniform call, "a[3]" for group 3 of a grouped call.
-std::string view_name(const char* name, bool grouped, std::size_t g) {
-  return grouped ? std::string(name) + "[" + std::to_string(g) + "]" : std::string(name);
-}
-
-template <class T>
-std::string check_view(const MatrixBatch<T>& v, const std::string& name) {
-  auto s = [](index_t x) { return std::to_string(x); };
-  if (v.batch < 0) return name + ".batch (" + s(v.batch) + ") must be >= 0";
-  if (v.rows < 0) return name + ".rows (" + s(v.rows) + ") must be >= 0";
-  if (v.cols < 0) return name + ".cols (" + s(v.cols) + ") must be >= 0";
-  if (v.ld < v.cols || v.ld < 1)
-    return name + ".ld (" + s(v.ld) + ") must be >= max(1, " + name + ".cols (" + s(v.cols) + "))";
-  const index_t span = v.rows == 0 ? 0 : (v.rows - 1) * v.ld + v.cols;
-  if (v.batch > 1 && v.stride < span)
-    return name + ".stride (" + s(v.stride) + ") must be >= (rows-1)*ld + cols (" + s(span) +
-           ") so that matrices do not overlap";
-  if (v.data == nullptr && v.extent() > 0) return name + ".data is null but the view is not empty";
-  return {};
-}
-
-template <class T, class U>
-bool overlaps(const MatrixBatch<T>& x, const MatrixBatch<U>& y) {
-  if (x.extent() == 0 || y.extent() == 0) return false;
-  auto x0 = reinterpret_cast<std::uintptr_t>(x.data);
-  auto x1 = reinterpret_cast<std::uintptr_t>(x.data + x.extent());
-  auto y0 = reinterpret_cast<std::uintptr_t>(y.data);
-  auto y1 = reinterpret_cast<std::uintptr_t>(y.data + y.extent());
-  return x0 < y1 && y0 < x1;
-}
+using detail::check_view;
+using detail::overlaps;
+using detail::view_name;
 
 Status check_options(const char* op, const SpdOptions& o) {
   if (!std::isfinite(o.diagonal_shift))
@@ -114,23 +88,6 @@ Status check_info(const char* op, GroupedBatch<T> a, const int* info) {
     return Status::invalid_argument(op, "info is null (it needs one int per matrix)");
   return Status::success();
 }
-
-#define CURVKIT_RETURN_IF_ERROR(expr)            \
-  do {                                           \
-    if (Status s_ = (expr); !s_.ok()) return s_; \
-  } while (0)
-
-// Calls backend function `fn` in the namespace the Context names.
-#define CURVKIT_DISPATCH(op, ctx, ...)        \
-  switch ((ctx).backend()) {                  \
-    case Backend::reference:                  \
-      return reference::op(ctx, __VA_ARGS__); \
-    case Backend::kokkos:                     \
-      return kokkos::op(ctx, __VA_ARGS__);    \
-    case Backend::cuda:                       \
-      return cuda::op(ctx, __VA_ARGS__);      \
-  }                                           \
-  return Status::invalid_argument(#op, "ctx.backend() is not a Backend value");
 
 template <class T>
 Status potrf_impl(const Context& ctx, GroupedBatch<T> a, int* info, const SpdOptions& o,

@@ -6,5 +6,7 @@
 #include "curvkit/core/status.hpp"
 #include "curvkit/core/types.hpp"
 #include "curvkit/core/view.hpp"
+#include "curvkit/quasi_newton.hpp"
+#include "curvkit/sherman_morrison.hpp"
 #include "curvkit/spd.hpp"
 #include "curvkit/version.hpp"

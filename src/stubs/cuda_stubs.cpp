@@ -1,5 +1,6 @@
 // Compiled when the CUDA backend is not: every entry point answers not_compiled.
 #include "runtime_backends.hpp"
+#include "sherman_morrison_backends.hpp"
 #include "spd_backends.hpp"
 
 namespace curvkit::cuda {
@@ -12,3 +13,4 @@ Status synchronize(const Context&) {
 }  // namespace curvkit::cuda
 
 CURVKIT_DEFINE_SPD_STUBS(cuda)
+CURVKIT_DEFINE_SM_STUBS(cuda)

@@ -1,5 +1,6 @@
 // Compiled when the Kokkos backend is not: every entry point answers not_compiled.
 #include "runtime_backends.hpp"
+#include "sherman_morrison_backends.hpp"
 #include "spd_backends.hpp"
 
 namespace curvkit::kokkos {
@@ -14,3 +15,4 @@ void fence(const Context&) {}
 }  // namespace curvkit::kokkos
 
 CURVKIT_DEFINE_SPD_STUBS(kokkos)
+CURVKIT_DEFINE_SM_STUBS(kokkos)
