@@ -298,7 +298,8 @@ Status bfgs_damping(const Context&, MatrixBatch<const T> hv, MatrixBatch<T> sv, 
     int flag = 0;
     if (o.skip_test && ok) {
       const Mat hs = load_symmetric(hv, b);
-      flag = dot(s, y) < mu1 * dot(y, matvec(hs, y)) ? 1 : 0;
+      const real bound = mu1 * dot(y, matvec(hs, y));  // met with equality to rounding: no skip
+      flag = dot(s, y) < bound - 8 * n * epsilon<T>() * std::fabs(bound) ? 1 : 0;
     }
     for (index_t i = 0; i < n; ++i) {
       sv(b, 0, i) = static_cast<T>(ok ? s[i] : nan_value);

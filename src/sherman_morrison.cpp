@@ -186,6 +186,9 @@ Status bfgs_damping(const Context& ctx, MatrixBatch<const T> h, MatrixBatch<T> s
   CURVKIT_RETURN_IF_ERROR(check_shape(op, y, "y", batch, 1, n));
   CURVKIT_RETURN_IF_ERROR(check_disjoint(op, s, "s", y, "y"));
   const bool needs_h = o.scheme != DampingScheme::powell_identity_lm || o.skip_test;
+  if (needs_h && h.data == nullptr && batch * n > 0)
+    return Status::invalid_argument(
+        op, "h is required (h.data is null) unless scheme is powell_identity_lm without skip_test");
   if (needs_h || h.data != nullptr) {
     CURVKIT_RETURN_IF_ERROR(check_shape(op, h, "h", batch, n, n));
     CURVKIT_RETURN_IF_ERROR(check_disjoint(op, s, "s", h, "h"));
@@ -237,11 +240,11 @@ Status lbfgs_apply(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<const
                    MatrixBatch<const T> yty) {
   const char* op = "lbfgs_apply";
   CURVKIT_RETURN_IF_ERROR(check_lbfgs(op, s, y, x, info, o));
-  if (sty.data != nullptr) {
+  if (sty.data != nullptr && s.rows > 0) {
     CURVKIT_RETURN_IF_ERROR(check_shape(op, sty, "sty", s.batch, s.rows, s.rows));
     CURVKIT_RETURN_IF_ERROR(check_disjoint(op, x, "x", sty, "sty"));
   }
-  if (yty.data != nullptr) {
+  if (yty.data != nullptr && s.rows > 0) {
     CURVKIT_RETURN_IF_ERROR(check_shape(op, yty, "yty", s.batch, s.rows, s.rows));
     CURVKIT_RETURN_IF_ERROR(check_disjoint(op, x, "x", yty, "yty"));
   }

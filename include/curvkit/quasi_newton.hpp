@@ -85,7 +85,9 @@ struct DampingOptions {
   DampingScheme scheme = DampingScheme::powell_lm;
   double mu1 = 0.2;  ///< in (0, 1)
   double mu2 = 1.0;  ///< > 0 (lambda_G in K-BFGS); <= 1 for double_damping
-  /// Algorithm 5's test: flag the pair (skip[b] = 1) when s~^T y~ < mu1 y~^T H y~ after damping.
+  /// Algorithm 5's test: flag the pair (skip[b] = 1) when s~^T y~ < mu1 y~^T H y~ after damping,
+  /// by more than rounding (8 n eps |mu1 y~^T H y~|): Powell damping often meets the bound with
+  /// equality, and such a pair is kept.
   bool skip_test = false;
 };
 

@@ -90,7 +90,8 @@ CURVKIT_HD int bfgs_damping(index_t n, const T* h, index_t ldh, T* s, T* y, Damp
   int flag = 0;
   if (ok && skip_test) {
     symv_lower(n, h, ldh, y, hy);
-    flag = dot(s, y, n) < mu1 * dot(y, hy, n) ? 1 : 0;
+    const T bound = mu1 * dot(y, hy, n);  // Powell damping can meet it with equality: allow rounding
+    flag = dot(s, y, n) < bound - T(8) * T(n) * epsilon<T>() * (bound < T(0) ? -bound : bound);
   }
   if (!ok) {
     for (index_t i = 0; i < n; ++i) s[i] = y[i] = quiet_nan<T>();
