@@ -58,6 +58,95 @@ CURVKIT_HD_INLINE constexpr index_t rank1_chain_scratch(index_t n) {
   return kRank1Chunk * (n + 1);
 }
 
+/// v_j = H_0 u_j for a chunk of kc vectors (rows of u, ldu; v_j at v + j n).  With `full`,
+/// H's rows are complete (upper triangle valid) and V^T = U H is computed as a small GEMM:
+/// a full chunk and a full column block keep their kRank1Chunk x kColBlock outputs in a local
+/// tile (registers on the host) while the rows of H stream past once.  Otherwise (lower
+/// triangle only) a dot with the row's strict lower part plus an axpy of it.
+template <class T>
+CURVKIT_HD void rank1_chunk_matvec(index_t n, const T* h, index_t ldh, const T* u, index_t ldu,
+                                   index_t kc, bool full, T* v) {
+  constexpr index_t kColBlock = 64 / sizeof(T);  // two 256-bit vectors
+  index_t c0 = 0;
+  if (full && kc == kRank1Chunk) {
+    for (; c0 + kColBlock <= n; c0 += kColBlock) {
+      T acc[kRank1Chunk][kColBlock] = {};
+      for (index_t i = 0; i < n; ++i) {
+        const T* r = h + i * ldh + c0;
+        for (index_t j = 0; j < kRank1Chunk; ++j) {
+          const T a = u[j * ldu + i];
+          CURVKIT_SIMD
+          for (index_t c = 0; c < kColBlock; ++c) acc[j][c] += a * r[c];
+        }
+      }
+      for (index_t j = 0; j < kRank1Chunk; ++j)
+        for (index_t c = 0; c < kColBlock; ++c) v[j * n + c0 + c] = acc[j][c];
+    }
+  }
+  // The rest: columns c0..n-1 (all of them unless the tile ran).
+  for (index_t j = 0; j < kc; ++j)
+    for (index_t c = c0; c < n; ++c) v[j * n + c] = T(0);
+  if (c0 == n) return;
+  for (index_t i = 0; i < n; ++i) {
+    const T* r = h + i * ldh;
+    for (index_t j = 0; j < kc; ++j) {
+      const T* uj = u + j * ldu;
+      T* vj = v + j * n;
+      const T ui = uj[i];
+      if (full) {
+        CURVKIT_SIMD
+        for (index_t c = c0; c < n; ++c) vj[c] += ui * r[c];
+        continue;
+      }
+      T acc = T(0);
+      CURVKIT_SIMD_REDUCTION(acc)
+      for (index_t c = 0; c < i; ++c) {
+        acc += r[c] * uj[c];
+        vj[c] += r[c] * ui;
+      }
+      vj[i] += acc + r[i] * ui;
+    }
+  }
+}
+
+/// H := s (H - sum_j gamma_j v_j v_j^T) over whole rows (mirror path of rank1_chain): for a
+/// full chunk and column block the v_j slices stay in a local tile while the rows stream past;
+/// the rest is one axpy per vector and row.  The two triangles then agree only to rounding:
+/// rank1_chain mirrors the lower one at the end.
+template <class T>
+CURVKIT_HD void rank1_chunk_update_full(index_t n, T* h, index_t ldh, const T* v, const T* gamma,
+                                        index_t kc, T s) {
+  constexpr index_t kColBlock = 64 / sizeof(T);
+  index_t c0 = 0;
+  if (kc == kRank1Chunk) {
+    for (; c0 + kColBlock <= n; c0 += kColBlock) {
+      T tile[kRank1Chunk][kColBlock];
+      for (index_t j = 0; j < kRank1Chunk; ++j)
+        for (index_t c = 0; c < kColBlock; ++c) tile[j][c] = v[j * n + c0 + c];
+      for (index_t i = 0; i < n; ++i) {
+        T* r = h + i * ldh + c0;
+        T coef[kRank1Chunk];
+        for (index_t j = 0; j < kRank1Chunk; ++j) coef[j] = gamma[j] * v[j * n + i];
+        CURVKIT_SIMD
+        for (index_t c = 0; c < kColBlock; ++c) {
+          T x = r[c];
+          for (index_t j = 0; j < kRank1Chunk; ++j) x -= coef[j] * tile[j][c];
+          r[c] = x * s;
+        }
+      }
+    }
+  }
+  if (c0 == n) return;
+  for (index_t i = 0; i < n; ++i) {
+    T* r = h + i * ldh;
+    for (index_t j = 0; j < kc; ++j) axpy_minus(n - c0, gamma[j] * v[j * n + i], v + j * n + c0, r + c0);
+    if (s != T(1)) {
+      CURVKIT_SIMD
+      for (index_t c = c0; c < n; ++c) r[c] *= s;
+    }
+  }
+}
+
 /// The chain of sherman_morrison.hpp's rank1_update on one matrix: for each of the k vectors
 /// (rows of u), G <- decay G + weight u u^T applied to H = G^{-1} (lower triangle; the upper
 /// one too when `mirror`).  Returns info: 0, j > 0 if vector j (1-based) made the denominator
@@ -68,6 +157,9 @@ CURVKIT_HD_INLINE constexpr index_t rank1_chain_scratch(index_t n) {
 ///   d_j = 1 + c' s_{j-1} u_j^T v_j,  gamma_j = c' s_{j-1} / d_j,  s_j = decay^{-j}
 ///   H   = s_kc (H_0 - sum_j gamma_j v_j v_j^T)             (one pass over H)
 /// which equals the sequential chain (w_j = H_{j-1} u_j = s_{j-1} v_j).
+/// With `mirror` the upper triangle is filled first and both passes run over whole rows
+/// (contiguous, no triangular tails, no reductions); the lower triangle is mirrored again at
+/// the end so that H is exactly symmetric.
 template <class T>
 CURVKIT_HD int rank1_chain(index_t n, T* h, index_t ldh, const T* u, index_t ldu, index_t k,
                            T decay, T weight, bool mirror, T* scratch) {
@@ -76,26 +168,11 @@ CURVKIT_HD int rank1_chain(index_t n, T* h, index_t ldh, const T* u, index_t ldu
   const T cp = weight / decay;
   const T inv_decay = T(1) / decay;
   int code = info::success;
+  if (mirror) mirror_lower(n, h, ldh);
   for (index_t j0 = 0; j0 < k && code == info::success; j0 += kRank1Chunk) {
     const index_t kc = k - j0 < kRank1Chunk ? k - j0 : kRank1Chunk;
     const T* uc = u + j0 * ldu;
-    // v_j = H_0 u_j for the chunk, one pass over the lower triangle.
-    for (index_t j = 0; j < kc * n; ++j) v[j] = T(0);
-    for (index_t i = 0; i < n; ++i) {
-      const T* r = h + i * ldh;
-      for (index_t j = 0; j < kc; ++j) {
-        const T* uj = uc + j * ldu;
-        T* vj = v + j * n;
-        const T ui = uj[i];
-        T acc = T(0);
-        CURVKIT_SIMD_REDUCTION(acc)
-        for (index_t c = 0; c < i; ++c) {
-          acc += r[c] * uj[c];
-          vj[c] += r[c] * ui;
-        }
-        vj[i] += acc + r[i] * ui;
-      }
-    }
+    rank1_chunk_matvec(n, h, ldh, uc, ldu, kc, mirror, v);
     // Sequential corrections in the chunk's small space.
     T s = T(1);
     for (index_t j = 0; j < kc; ++j) {
@@ -116,7 +193,11 @@ CURVKIT_HD int rank1_chain(index_t n, T* h, index_t ldh, const T* u, index_t ldu
       s *= inv_decay;
     }
     if (code != info::success) break;
-    // H = s (H_0 - sum_j gamma_j v_j v_j^T), lower triangle.
+    // H = s (H_0 - sum_j gamma_j v_j v_j^T): whole rows (mirror) or the lower triangle.
+    if (mirror) {
+      rank1_chunk_update_full(n, h, ldh, v, gamma, kc, s);
+      continue;
+    }
     for (index_t i = 0; i < n; ++i) {
       T* r = h + i * ldh;
       for (index_t j = 0; j < kc; ++j) axpy_minus(i + 1, gamma[j] * v[j * n + i], v + j * n, r);
@@ -130,7 +211,7 @@ CURVKIT_HD int rank1_chain(index_t n, T* h, index_t ldh, const T* u, index_t ldu
     fill_nan(n, n, h, ldh, !mirror);
     return code;
   }
-  if (mirror) mirror_lower(n, h, ldh);
+  if (mirror) mirror_lower(n, h, ldh);  // exact symmetry (the full-row passes round each side)
   return code;
 }
 
