@@ -14,7 +14,10 @@ floor fraction = floor time / measured time with floor = max(flops / peak, bytes
 i.e. max(GFLOPS / peak, GBps / bandwidth).  peak and bandwidth are the roofline/fma/<scalar>
 and roofline/copy results of the SAME JSON file as the case (so ceilings and kernels come from
 the same run); GPU cases use roofline/cuda_copy and, as no GPU flop peak is measured, only the
-bandwidth term unless --gpu-peak-gflops gives one.  Standard library only.
+bandwidth term unless --gpu-peak-gflops gives one.
+--as-anchor SRC:DST shows the cases of op SRC as anchors in op DST's tables, under the backend
+name SRC:<backend> (e.g. rank1_recompute:rank1_update compares the rank-1 chain with
+re-inverting; woodbury_dense:woodbury_solve, lbfgs_two_loop:lbfgs_apply).  Standard library only.
 """
 import argparse
 import json
@@ -232,6 +235,8 @@ def main(argv=None):
                            help="compact text tables")
     ap.add_argument("--gpu-peak-gflops", default="",
                     help="GPU flop peaks for the floor, e.g. float=66900,double=33500 (default: bandwidth floor only)")
+    ap.add_argument("--as-anchor", action="append", default=[], metavar="SRC:DST",
+                    help="show op SRC's cases as anchors of op DST (repeatable)")
     args = ap.parse_args(argv)
     ops = [o for o in args.ops.split(",") if o]
     gpu_peak = {}
@@ -239,6 +244,16 @@ def main(argv=None):
         k, v = item.split("=")
         gpu_peak[k] = float(v)
     cases, rooflines = load(args.json)
+    for spec in args.as_anchor:
+        src, dst = spec.split(":")
+        for c in cases:
+            if c["op"] != src:
+                continue
+            label = f"{src}:{c['backend']}"
+            side = "cuda" if c["backend"] in GPU else "kokkos"
+            if label not in ANCHORS.setdefault(side, []):
+                ANCHORS[side].append(label)
+            c["op"], c["backend"] = dst, label
     tables = build_tables(cases, rooflines, ops, gpu_peak)
     if not tables:
         print("no benchmark cases found", file=sys.stderr)
