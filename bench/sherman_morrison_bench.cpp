@@ -66,8 +66,14 @@ struct Rank1Data {
   index_t n, k, batch;
   HostBuffer<T> h, g, u, pristine_h, pristine_g;
   Rank1Data(index_t n_, index_t k_, index_t batch_)
-      : n(n_), k(k_), batch(batch_), h(n * n * batch), g(n * n * batch), u(k * n * batch),
-        pristine_h(n * n * batch), pristine_g(n * n * batch) {
+      : n(n_),
+        k(k_),
+        batch(batch_),
+        h(n * n * batch),
+        g(n * n * batch),
+        u(k * n * batch),
+        pristine_h(n * n * batch),
+        pristine_g(n * n * batch) {
     const double lambda = 0.1;
     for (index_t b = 0; b < batch; ++b)
       for (index_t i = 0; i < n; ++i)
@@ -84,7 +90,8 @@ struct Rank1Data {
     for (index_t i = 0; i < n; ++i)
       for (index_t j = 0; j < n; ++j) {
         double v = i == j ? 0.1 : 0.0;
-        for (index_t q = 0; q < k; ++q) v += double(u[(b * k + q) * n + i]) * u[(b * k + q) * n + j];
+        for (index_t q = 0; q < k; ++q)
+          v += double(u[(b * k + q) * n + i]) * u[(b * k + q) * n + j];
         gg[i * n + j] = v;
       }
     for (index_t i = 0; i < n; ++i)
@@ -184,8 +191,8 @@ void bm_rank1_recompute_lapacke(benchmark::State& st, index_t n, index_t k) {
       const T* u = d.u.data() + b * k * n;
       int r;
       if constexpr (std::is_same_v<T, float>) {
-        cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0f, u, int(n), 1.0f,
-                    g, int(n));
+        cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0f, u, int(n), 1.0f, g,
+                    int(n));
         std::copy(g, g + n * n, h);
         r = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
         if (r == 0) r = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
@@ -233,8 +240,8 @@ struct WoodburyData {
 template <class T>
 void woodbury_counters(benchmark::State& st, const WoodburyData<T>& d, bool dense) {
   const double n = double(d.n), k = double(d.k), s = sizeof(T);
-  const double flops = dense ? n * n * k + n * n * n / 3 + 2 * n * n
-                             : k * k * n + 4 * k * n + k * k * k / 3;
+  const double flops =
+      dense ? n * n * k + n * n * n / 3 + 2 * n * n : k * k * n + 4 * k * n + k * k * k / 3;
   const double bytes = dense ? (k * n + n * n + 2 * n) * s : (k * n + 2 * n) * s;
   set_rate_counters(st, flops, bytes);
 }
@@ -346,9 +353,9 @@ void bm_lbfgs(benchmark::State& st, LbfgsKind kind, index_t d, index_t p, index_
     return;
   }
   const double dd = double(d), pp = double(p), r = double(nrhs), sz = sizeof(T);
-  const double flops = kind == LbfgsKind::two_loop ? 4 * pp * dd * r
-                                                  : 8 * pp * dd * r +
-                                                        (kind == LbfgsKind::compact ? 2 * pp * pp * dd : 0);
+  const double flops = kind == LbfgsKind::two_loop
+                           ? 4 * pp * dd * r
+                           : 8 * pp * dd * r + (kind == LbfgsKind::compact ? 2 * pp * pp * dd : 0);
   set_rate_counters(st, flops, (2 * pp * dd + 2 * dd * r) * sz);
 }
 
@@ -366,7 +373,8 @@ void register_scalar() {
     for (index_t k : {1, 8, 32}) {
       const std::string tail = "/" + sc + "/n:" + std::to_string(n) + "/k:" + std::to_string(k) +
                                "/batch:" + std::to_string(rank1_batch(n, sizeof(T)));
-      add("rank1_update/kokkos" + tail, [=](benchmark::State& st) { bm_rank1_update<T>(st, n, k); });
+      add("rank1_update/kokkos" + tail,
+          [=](benchmark::State& st) { bm_rank1_update<T>(st, n, k); });
       add("rank1_recompute/kokkos" + tail,
           [=](benchmark::State& st) { bm_rank1_recompute_curvkit<T>(st, n, k); });
 #if CURVKIT_BENCH_HAVE_LAPACKE

@@ -63,8 +63,8 @@ template <class T, class U>
 Status check_disjoint(const char* op, const MatrixBatch<T>& out, const std::string& out_name,
                       const MatrixBatch<U>& in, const std::string& in_name) {
   if (overlaps(out, in))
-    return Status::invalid_argument(op, out_name + " overlaps " + in_name +
-                                            " in memory (aliasing is not allowed)");
+    return Status::invalid_argument(
+        op, out_name + " overlaps " + in_name + " in memory (aliasing is not allowed)");
   return Status::success();
 }
 

@@ -33,7 +33,8 @@ Status check_square(const char* op, const MatrixBatch<T>& a, const char* name) {
 }
 
 template <class T>
-std::size_t woodbury_workspace(const Context& ctx, MatrixBatch<const T> ut, MatrixBatch<const T> b) {
+std::size_t woodbury_workspace(const Context& ctx, MatrixBatch<const T> ut,
+                               MatrixBatch<const T> b) {
   switch (ctx.backend()) {
     case Backend::reference:
       return reference::woodbury_solve_workspace_size<T>(ctx, ut, b);
@@ -64,8 +65,8 @@ std::size_t lbfgs_workspace(const Context& ctx, MatrixBatch<const T> s, MatrixBa
 
 // Pairs (s, y) of the L-BFGS ops and the right-hand sides x.
 template <class T>
-Status check_lbfgs(const char* op, MatrixBatch<const T> s, MatrixBatch<const T> y,
-                   MatrixBatch<T> x, int* info, const LbfgsOptions& o) {
+Status check_lbfgs(const char* op, MatrixBatch<const T> s, MatrixBatch<const T> y, MatrixBatch<T> x,
+                   int* info, const LbfgsOptions& o) {
   if (auto e = check_view(s, "s"); !e.empty()) return Status::invalid_argument(op, e);
   CURVKIT_RETURN_IF_ERROR(check_shape(op, y, "y", s.batch, s.rows, s.cols));
   if (auto e = check_view(x, "x"); !e.empty()) return Status::invalid_argument(op, e);
@@ -174,7 +175,8 @@ Status bfgs_damping(const Context& ctx, MatrixBatch<const T> h, MatrixBatch<T> s
   if (o.scheme != DampingScheme::powell_lm && o.scheme != DampingScheme::double_damping &&
       o.scheme != DampingScheme::powell_identity_lm)
     return Status::invalid_argument(op, "options.scheme is not a DampingScheme value");
-  if (!(o.mu1 > 0 && o.mu1 < 1)) return Status::invalid_argument(op, "options.mu1 must be in (0, 1)");
+  if (!(o.mu1 > 0 && o.mu1 < 1))
+    return Status::invalid_argument(op, "options.mu1 must be in (0, 1)");
   if (!(o.mu2 > 0) || !finite(o.mu2))
     return Status::invalid_argument(op, "options.mu2 must be finite and > 0");
   if (o.scheme == DampingScheme::double_damping && o.mu2 > 1)

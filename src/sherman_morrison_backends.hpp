@@ -10,38 +10,36 @@
 
 // The signatures, with `TEMPLATE` either `template <class T>` (declaration) or `template` and
 // `T` a scalar (explicit instantiation), `ARGS` either <T> or empty.
-#define CURVKIT_SM_ENTRY_POINTS(TEMPLATE, T, ARGS)                                               \
-  TEMPLATE Status rank1_update ARGS(const Context&, MatrixBatch<T>, MatrixBatch<const T>, int*,  \
-                                    const Rank1Options&);                                        \
-  TEMPLATE std::size_t woodbury_solve_workspace_size ARGS(const Context&, MatrixBatch<const T>,  \
-                                                          MatrixBatch<const T>);                 \
-  TEMPLATE Status woodbury_solve ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<T>,      \
-                                      int*, const WoodburyOptions&, MatrixBatch<const T>,        \
-                                      MatrixBatch<const T>);                                     \
-  TEMPLATE Status bfgs_update ARGS(const Context&, MatrixBatch<T>, MatrixBatch<const T>,         \
-                                   MatrixBatch<const T>, int*, const BfgsOptions&, const int*,   \
-                                   int*);                                                        \
-  TEMPLATE Status bfgs_damping ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<T>,        \
-                                    MatrixBatch<T>, int*, const DampingOptions&, T*, int*);      \
-  TEMPLATE Status hessian_action_pair ARGS(const Context&, MatrixBatch<const T>,                 \
-                                           MatrixBatch<const T>, MatrixBatch<const T>,           \
-                                           MatrixBatch<T>, MatrixBatch<T>, int*,                 \
-                                           const HessianActionOptions&);                         \
-  TEMPLATE std::size_t lbfgs_apply_workspace_size ARGS(const Context&, MatrixBatch<const T>,     \
-                                                       MatrixBatch<const T>);                    \
-  TEMPLATE std::size_t lbfgs_two_loop_workspace_size ARGS(const Context&, MatrixBatch<const T>,  \
-                                                          MatrixBatch<const T>);                 \
-  TEMPLATE Status lbfgs_apply ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,   \
-                                   MatrixBatch<T>, int*, const LbfgsOptions&,                    \
-                                   MatrixBatch<const T>, MatrixBatch<const T>);                  \
-  TEMPLATE Status lbfgs_two_loop ARGS(const Context&, MatrixBatch<const T>,                      \
-                                      MatrixBatch<const T>, MatrixBatch<T>, int*,                \
-                                      const LbfgsOptions&);
+#define CURVKIT_SM_ENTRY_POINTS(TEMPLATE, T, ARGS)                                                \
+  TEMPLATE Status rank1_update ARGS(const Context&, MatrixBatch<T>, MatrixBatch<const T>, int*,   \
+                                    const Rank1Options&);                                         \
+  TEMPLATE std::size_t woodbury_solve_workspace_size ARGS(const Context&, MatrixBatch<const T>,   \
+                                                          MatrixBatch<const T>);                  \
+  TEMPLATE Status woodbury_solve ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<T>, int*, \
+                                      const WoodburyOptions&, MatrixBatch<const T>,               \
+                                      MatrixBatch<const T>);                                      \
+  TEMPLATE Status bfgs_update ARGS(const Context&, MatrixBatch<T>, MatrixBatch<const T>,          \
+                                   MatrixBatch<const T>, int*, const BfgsOptions&, const int*,    \
+                                   int*);                                                         \
+  TEMPLATE Status bfgs_damping ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<T>,         \
+                                    MatrixBatch<T>, int*, const DampingOptions&, T*, int*);       \
+  TEMPLATE Status hessian_action_pair ARGS(                                                       \
+      const Context&, MatrixBatch<const T>, MatrixBatch<const T>, MatrixBatch<const T>,           \
+      MatrixBatch<T>, MatrixBatch<T>, int*, const HessianActionOptions&);                         \
+  TEMPLATE std::size_t lbfgs_apply_workspace_size ARGS(const Context&, MatrixBatch<const T>,      \
+                                                       MatrixBatch<const T>);                     \
+  TEMPLATE std::size_t lbfgs_two_loop_workspace_size ARGS(const Context&, MatrixBatch<const T>,   \
+                                                          MatrixBatch<const T>);                  \
+  TEMPLATE Status lbfgs_apply ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,    \
+                                   MatrixBatch<T>, int*, const LbfgsOptions&,                     \
+                                   MatrixBatch<const T>, MatrixBatch<const T>);                   \
+  TEMPLATE Status lbfgs_two_loop ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<const T>, \
+                                      MatrixBatch<T>, int*, const LbfgsOptions&);
 
 #define CURVKIT_SM_NOTHING
-#define CURVKIT_DECLARE_SM_BACKEND(ns)                                     \
-  namespace curvkit::ns {                                                  \
-  CURVKIT_SM_ENTRY_POINTS(template <class T>, T, CURVKIT_SM_NOTHING)       \
+#define CURVKIT_DECLARE_SM_BACKEND(ns)                               \
+  namespace curvkit::ns {                                            \
+  CURVKIT_SM_ENTRY_POINTS(template <class T>, T, CURVKIT_SM_NOTHING) \
   }
 
 CURVKIT_DECLARE_SM_BACKEND(reference)
@@ -50,66 +48,66 @@ CURVKIT_DECLARE_SM_BACKEND(cuda)
 
 // Explicit instantiation of one backend's entry points for float and double; used at the end
 // of each backend's source.
-#define CURVKIT_INSTANTIATE_SM_BACKEND(ns)                 \
-  namespace curvkit::ns {                                  \
-  CURVKIT_SM_ENTRY_POINTS(template, float, <float>)        \
-  CURVKIT_SM_ENTRY_POINTS(template, double, <double>)      \
+#define CURVKIT_INSTANTIATE_SM_BACKEND(ns)            \
+  namespace curvkit::ns {                             \
+  CURVKIT_SM_ENTRY_POINTS(template, float, <float>)   \
+  CURVKIT_SM_ENTRY_POINTS(template, double, <double>) \
   }
 
 // Definitions for a backend that was not compiled: every op answers not_compiled and needs no
 // workspace.
-#define CURVKIT_DEFINE_SM_STUBS(ns)                                                             \
-  namespace curvkit::ns {                                                                       \
-  template <class T>                                                                            \
-  Status rank1_update(const Context&, MatrixBatch<T>, MatrixBatch<const T>, int*,               \
-                      const Rank1Options&) {                                                    \
-    return Status::not_compiled("rank1_update", #ns);                                           \
-  }                                                                                             \
-  template <class T>                                                                            \
-  std::size_t woodbury_solve_workspace_size(const Context&, MatrixBatch<const T>,               \
-                                            MatrixBatch<const T>) {                             \
-    return 0;                                                                                   \
-  }                                                                                             \
-  template <class T>                                                                            \
-  Status woodbury_solve(const Context&, MatrixBatch<const T>, MatrixBatch<T>, int*,             \
-                        const WoodburyOptions&, MatrixBatch<const T>, MatrixBatch<const T>) {   \
-    return Status::not_compiled("woodbury_solve", #ns);                                         \
-  }                                                                                             \
-  template <class T>                                                                            \
-  Status bfgs_update(const Context&, MatrixBatch<T>, MatrixBatch<const T>, MatrixBatch<const T>, \
-                     int*, const BfgsOptions&, const int*, int*) {                              \
-    return Status::not_compiled("bfgs_update", #ns);                                            \
-  }                                                                                             \
-  template <class T>                                                                            \
-  Status bfgs_damping(const Context&, MatrixBatch<const T>, MatrixBatch<T>, MatrixBatch<T>,     \
-                      int*, const DampingOptions&, T*, int*) {                                  \
-    return Status::not_compiled("bfgs_damping", #ns);                                           \
-  }                                                                                             \
-  template <class T>                                                                            \
-  Status hessian_action_pair(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,        \
-                             MatrixBatch<const T>, MatrixBatch<T>, MatrixBatch<T>, int*,         \
-                             const HessianActionOptions&) {                                     \
-    return Status::not_compiled("hessian_action_pair", #ns);                                    \
-  }                                                                                             \
-  template <class T>                                                                            \
-  std::size_t lbfgs_apply_workspace_size(const Context&, MatrixBatch<const T>,                  \
-                                         MatrixBatch<const T>) {                                \
-    return 0;                                                                                   \
-  }                                                                                             \
-  template <class T>                                                                            \
-  std::size_t lbfgs_two_loop_workspace_size(const Context&, MatrixBatch<const T>,               \
-                                            MatrixBatch<const T>) {                             \
-    return 0;                                                                                   \
-  }                                                                                             \
-  template <class T>                                                                            \
-  Status lbfgs_apply(const Context&, MatrixBatch<const T>, MatrixBatch<const T>, MatrixBatch<T>, \
-                     int*, const LbfgsOptions&, MatrixBatch<const T>, MatrixBatch<const T>) {   \
-    return Status::not_compiled("lbfgs_apply", #ns);                                            \
-  }                                                                                             \
-  template <class T>                                                                            \
-  Status lbfgs_two_loop(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,             \
-                        MatrixBatch<T>, int*, const LbfgsOptions&) {                            \
-    return Status::not_compiled("lbfgs_two_loop", #ns);                                         \
-  }                                                                                             \
-  }                                                                                             \
+#define CURVKIT_DEFINE_SM_STUBS(ns)                                                               \
+  namespace curvkit::ns {                                                                         \
+  template <class T>                                                                              \
+  Status rank1_update(const Context&, MatrixBatch<T>, MatrixBatch<const T>, int*,                 \
+                      const Rank1Options&) {                                                      \
+    return Status::not_compiled("rank1_update", #ns);                                             \
+  }                                                                                               \
+  template <class T>                                                                              \
+  std::size_t woodbury_solve_workspace_size(const Context&, MatrixBatch<const T>,                 \
+                                            MatrixBatch<const T>) {                               \
+    return 0;                                                                                     \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status woodbury_solve(const Context&, MatrixBatch<const T>, MatrixBatch<T>, int*,               \
+                        const WoodburyOptions&, MatrixBatch<const T>, MatrixBatch<const T>) {     \
+    return Status::not_compiled("woodbury_solve", #ns);                                           \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status bfgs_update(const Context&, MatrixBatch<T>, MatrixBatch<const T>, MatrixBatch<const T>,  \
+                     int*, const BfgsOptions&, const int*, int*) {                                \
+    return Status::not_compiled("bfgs_update", #ns);                                              \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status bfgs_damping(const Context&, MatrixBatch<const T>, MatrixBatch<T>, MatrixBatch<T>, int*, \
+                      const DampingOptions&, T*, int*) {                                          \
+    return Status::not_compiled("bfgs_damping", #ns);                                             \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status hessian_action_pair(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,          \
+                             MatrixBatch<const T>, MatrixBatch<T>, MatrixBatch<T>, int*,          \
+                             const HessianActionOptions&) {                                       \
+    return Status::not_compiled("hessian_action_pair", #ns);                                      \
+  }                                                                                               \
+  template <class T>                                                                              \
+  std::size_t lbfgs_apply_workspace_size(const Context&, MatrixBatch<const T>,                    \
+                                         MatrixBatch<const T>) {                                  \
+    return 0;                                                                                     \
+  }                                                                                               \
+  template <class T>                                                                              \
+  std::size_t lbfgs_two_loop_workspace_size(const Context&, MatrixBatch<const T>,                 \
+                                            MatrixBatch<const T>) {                               \
+    return 0;                                                                                     \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status lbfgs_apply(const Context&, MatrixBatch<const T>, MatrixBatch<const T>, MatrixBatch<T>,  \
+                     int*, const LbfgsOptions&, MatrixBatch<const T>, MatrixBatch<const T>) {     \
+    return Status::not_compiled("lbfgs_apply", #ns);                                              \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status lbfgs_two_loop(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,               \
+                        MatrixBatch<T>, int*, const LbfgsOptions&) {                              \
+    return Status::not_compiled("lbfgs_two_loop", #ns);                                           \
+  }                                                                                               \
+  }                                                                                               \
   CURVKIT_INSTANTIATE_SM_BACKEND(ns)

@@ -101,7 +101,8 @@ class OnBackend {
 class IntsOnBackend {
  public:
   IntsOnBackend(Backend backend, index_t count, int poison = -777)
-      : count_(count), buf_(backend, std::vector<int>(std::size_t(std::max<index_t>(count, 1)), poison)) {}
+      : count_(count),
+        buf_(backend, std::vector<int>(std::size_t(std::max<index_t>(count, 1)), poison)) {}
   int* data() { return buf_.data(); }
   std::vector<int> get() const {
     auto v = buf_.download();
@@ -117,10 +118,10 @@ class IntsOnBackend {
 /// max over matrices b with ok(b) of ||x_b - y_b||_F / ||y_b||_F over the selected elements;
 /// infinity if a compared element of x is NaN.
 template <class T, class U>
-double max_rel_err(const Operand<T>& x, const Operand<U>& y,
-                   const std::function<bool(index_t, index_t)>& selected =
-                       [](index_t, index_t) { return true; },
-                   const std::function<bool(index_t)>& ok = [](index_t) { return true; }) {
+double max_rel_err(
+    const Operand<T>& x, const Operand<U>& y,
+    const std::function<bool(index_t, index_t)>& selected = [](index_t, index_t) { return true; },
+    const std::function<bool(index_t)>& ok = [](index_t) { return true; }) {
   double worst = 0;
   for (index_t b = 0; b < x.l.batch; ++b) {
     if (!ok(b)) continue;

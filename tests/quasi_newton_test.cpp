@@ -157,8 +157,8 @@ TEST_P(QuasiNewtonTest, BfgsMatchesReferenceAndSatisfiesTheSecantEquation) {
         const auto r = run_bfgs(backend(), h0, s, y, o);
         ASSERT_TRUE(r.status.ok()) << r.status.to_string();
         EXPECT_EQ(r.info, std::vector<int>(batch, 0));
-        expect_untouched_outside(h0, r.a, [&](index_t i, index_t j) { return mirror || j <= i; },
-                                 "bfgs_update");
+        expect_untouched_outside(
+            h0, r.a, [&](index_t i, index_t j) { return mirror || j <= i; }, "bfgs_update");
         // BFGS with pairs of curvature cond keeps kappa(H) below ~cond^3 for k <= 3.
         const double tol = 16.0 * double(n + k) * cond * cond * cond * eps<T>();
         // Secant equation for the last pair: |H+ y - s| / (|H+| |y|).
@@ -226,15 +226,16 @@ TEST_P(QuasiNewtonTest, BfgsRejectsBadPairs) {
   Operand<double> s1 = s, y1 = y;  // matrix 1 with only its first pair
   s1.l.rows = y1.l.rows = 1;
   const auto only_first = run_bfgs(Backend::reference, h0, s1, y1, BfgsOptions{});
-  EXPECT_LE(max_rel_err(r2.a, only_first.a, [](index_t, index_t) { return true; },
-                        [](index_t b) { return b == 1; }),
+  EXPECT_LE(max_rel_err(
+                r2.a, only_first.a, [](index_t, index_t) { return true; },
+                [](index_t b) { return b == 1; }),
             1e-12);
   // The skip mask leaves masked matrices untouched.
   const std::vector<int> mask = {1, 0, 1, 1};
   const auto r3 = run_bfgs(backend(), h0, s, y, BfgsOptions{}, &mask);
   EXPECT_EQ(r3.info, (std::vector<int>{0, 2, 0, 0}));
-  EXPECT_EQ(max_rel_err(r3.a, h0, [](index_t, index_t) { return true; },
-                        [](index_t b) { return b != 1; }),
+  EXPECT_EQ(max_rel_err(
+                r3.a, h0, [](index_t, index_t) { return true; }, [](index_t b) { return b != 1; }),
             0.0);
 }
 
@@ -296,8 +297,8 @@ TEST_P(QuasiNewtonTest, HessianActionBfgsEqualsShermanMorrison) {
 // Damping schemes: vs reference, theta in (0, 1], the guaranteed inequalities (equalities
 // when the damping triggered), pairs left alone when nothing triggers.
 TEST_P(QuasiNewtonTest, DampingSchemesGuaranteeTheirInequalities) {
-  for (DampingScheme scheme : {DampingScheme::powell_lm, DampingScheme::double_damping,
-                               DampingScheme::powell_identity_lm})
+  for (DampingScheme scheme :
+       {DampingScheme::powell_lm, DampingScheme::double_damping, DampingScheme::powell_identity_lm})
     for (bool skip_test : {false, true}) {
       SCOPED_TRACE(trace() + ", scheme " + std::to_string(int(scheme)));
       using T = double;
@@ -384,7 +385,8 @@ TEST_P(QuasiNewtonTest, LbfgsCompactEqualsTwoLoopEqualsBfgsChain) {
           for (const auto* r : {&compact, &given, &two}) {
             ASSERT_TRUE(r->status.ok()) << r->status.to_string();
             EXPECT_EQ(r->info, std::vector<int>(batch, 0));
-            expect_untouched_outside(x, r->a, [](index_t, index_t) { return true; }, "lbfgs");
+            expect_untouched_outside(
+                x, r->a, [](index_t, index_t) { return true; }, "lbfgs");
           }
           EXPECT_LE(max_rel_err(compact.a, two.a), tol);
           EXPECT_LE(max_rel_err(given.a, two.a), tol);
@@ -473,9 +475,9 @@ TEST_P(QuasiNewtonTest, BadArgumentsAreRejectedWithoutSideEffects) {
   expect_invalid(bfgs_damping(c, h.cview(), s.view(), s.view(), info.data(), dopt), "overlaps");
   HessianActionOptions ho;
   ho.lambda = -1;
-  expect_invalid(hessian_action_pair(c, h.cview(), s.cview(), y.cview(), s.view(), y.view(),
-                                     info.data(), ho),
-                 "lambda");
+  expect_invalid(
+      hessian_action_pair(c, h.cview(), s.cview(), y.cview(), s.view(), y.view(), info.data(), ho),
+      "lambda");
   auto x0 = gaussian<T>(batch, n + 1, 1, rng_);
   OnBackend<T> x(backend(), x0);
   expect_invalid(lbfgs_apply(c, s.cview(), y.cview(), x.view(), info.data()), "x must be");

@@ -40,8 +40,8 @@ class ShermanMorrisonTest : public BackendTest {
   template <class T>
   void check_rank1(index_t n, index_t k, index_t batch, const Rank1Options& o, double u_scale,
                    index_t pad) {
-    SCOPED_TRACE(trace() + ", n " + std::to_string(n) + ", k " + std::to_string(k) +
-                 ", decay " + std::to_string(o.decay) + ", weight " + std::to_string(o.weight) +
+    SCOPED_TRACE(trace() + ", n " + std::to_string(n) + ", k " + std::to_string(k) + ", decay " +
+                 std::to_string(o.decay) + ", weight " + std::to_string(o.weight) +
                  (sizeof(T) == 4 ? ", float" : ", double"));
     const double cond = 10;
     const auto h0 = spd<T>(batch, n, cond, rng_, true, 1.0, pad, 2 * pad);
@@ -83,7 +83,8 @@ TEST_P(ShermanMorrisonTest, Rank1ChainMatchesReference) {
 
 // H after k updates from I / lambda equals inv(lambda I + sum_j u_j u_j^T).
 template <class T>
-void check_chain_against_direct_inverse(Backend backend, index_t n, index_t k, std::mt19937_64& rng) {
+void check_chain_against_direct_inverse(Backend backend, index_t n, index_t k,
+                                        std::mt19937_64& rng) {
   SCOPED_TRACE("n " + std::to_string(n) + ", k " + std::to_string(k));
   const index_t batch = 3;
   const double lambda = 0.5;
@@ -203,9 +204,10 @@ TEST_P(ShermanMorrisonTest, FloatDriftOverTenThousandUpdates) {
   }
   const double drift = max_rel_err(out, direct);
   RecordProperty("drift", std::to_string(drift));
-  std::printf("[ drift    ] %s: float chain of %lld updates, n %lld: relative error %.3g "
-              "(kappa(G) <= %.3g)\n",
-              to_string(backend()), (long long)steps, (long long)n, drift, worst_cond);
+  std::printf(
+      "[ drift    ] %s: float chain of %lld updates, n %lld: relative error %.3g "
+      "(kappa(G) <= %.3g)\n",
+      to_string(backend()), (long long)steps, (long long)n, drift, worst_cond);
   EXPECT_LE(drift, std::sqrt(double(steps)) * double(n) * eps<float>() * worst_cond);
 }
 
@@ -311,7 +313,8 @@ TEST_P(ShermanMorrisonTest, WoodburyMatchesDenseSolve) {
                 for (index_t j = 0; j < k; ++j) {
                   if (form == WoodburyC::scalar) cmat[m][i * k + j] = i == j ? o.c_scale : 0;
                   if (form == WoodburyC::diagonal) cmat[m][i * k + j] = i == j ? c(m, 0, i) : 0;
-                  if (form == WoodburyC::matrix) cmat[m][i * k + j] = c(m, std::max(i, j), std::min(i, j));
+                  if (form == WoodburyC::matrix)
+                    cmat[m][i * k + j] = c(m, std::max(i, j), std::min(i, j));
                 }
             Operand<T> gram;
             if (with_gram) {
@@ -324,12 +327,15 @@ TEST_P(ShermanMorrisonTest, WoodburyMatchesDenseSolve) {
                     gram(m, i, j) = T(s);
                   }
             }
-            const auto r = run_woodbury(backend(), ut, b, o, form == WoodburyC::scalar ? nullptr : &c,
-                                        with_gram ? &gram : nullptr);
+            const auto r =
+                run_woodbury(backend(), ut, b, o, form == WoodburyC::scalar ? nullptr : &c,
+                             with_gram ? &gram : nullptr);
             ASSERT_TRUE(r.status.ok()) << r.status.to_string();
             EXPECT_EQ(r.info, std::vector<int>(batch, 0));
-            expect_untouched_outside(b, r.x, [](index_t, index_t) { return true; }, "woodbury");
-            // kappa(M) <= (lambda / c_min + |U|_F^2) / (lambda / c_max) with M = lambda C^-1 + U^T U.
+            expect_untouched_outside(
+                b, r.x, [](index_t, index_t) { return true; }, "woodbury");
+            // kappa(M) <= (lambda / c_min + |U|_F^2) / (lambda / c_max) with M = lambda C^-1 + U^T
+            // U.
             double u2 = 0;  // max_m |U_m|_F^2
             for (index_t m = 0; m < batch; ++m) {
               double f = 0;

@@ -42,7 +42,7 @@
 //   bfgs_damping   -1: NaN/Inf in s, y or H y
 //   hessian_action_pair  -1: NaN/Inf in s or y
 //   lbfgs_*        i > 0: s_i^T y_i <= 0 (R singular: the pair should not have been stored);
-//                  -i: pair i holds NaN/Inf; p+1 (lbfgs only, gamma <= 0): y_p^T y_p = 0
+//                  -i: s_i^T y_i is NaN/Inf (pair i holds NaN/Inf)
 #pragma once
 
 #include <cstddef>

@@ -9,7 +9,8 @@
 //   downdate (a = 1, c = -1)    removes a vector; fails when 1 - u^T H u <= 0 (G not SPD)
 //   ema (a = beta, c = 1-beta)  H for beta G + (1 - beta) u u^T
 // All k vectors are applied in one launch.  The vectors are processed in chunks of a few
-// (device::kRank1Chunk on the host): for a chunk, V = H u_j for all its vectors in one pass over H, the sequential
+// (device::kRank1Chunk on the host):
+// for a chunk, V = H u_j for all its vectors in one pass over H, the sequential
 // corrections v_j -= gamma_i v_i (v_i^T u_j) (i < j) in the small space, then one rank-chunk
 // update of H.  In exact arithmetic this is the sequential chain; it reads and writes H once
 // per chunk instead of twice per vector.

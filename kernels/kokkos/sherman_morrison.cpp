@@ -65,10 +65,10 @@ struct Bfgs {
       if (skipped) skipped[b] = 0;
       return;
     }
-    info[b] = device::bfgs_update(h.rows, h.matrix(b), h.ld, matrix_or_null(s, b), s.ld,
-                                  matrix_or_null(y, b), y.ld, s.rows, min_curvature,
-                                  skip_rejected, mirror, static_cast<T*>(scratch),
-                                  skipped ? skipped + b : nullptr);
+    info[b] =
+        device::bfgs_update(h.rows, h.matrix(b), h.ld, matrix_or_null(s, b), s.ld,
+                            matrix_or_null(y, b), y.ld, s.rows, min_curvature, skip_rejected,
+                            mirror, static_cast<T*>(scratch), skipped ? skipped + b : nullptr);
   }
 };
 
@@ -110,10 +110,10 @@ struct LbfgsCompact {
   int* info;
   T gamma;
   KOKKOS_INLINE_FUNCTION void operator()(index_t b, void* scratch) const {
-    info[b] = device::lbfgs_compact_apply(
-        s.cols, s.rows, x.cols, matrix_or_null(s, b), s.ld, matrix_or_null(y, b), y.ld,
-        matrix_or_null(x, b), x.ld, gamma, matrix_or_null(sty, b), sty.ld,
-        matrix_or_null(yty, b), yty.ld, static_cast<T*>(scratch));
+    info[b] = device::lbfgs_compact_apply(s.cols, s.rows, x.cols, matrix_or_null(s, b), s.ld,
+                                          matrix_or_null(y, b), y.ld, matrix_or_null(x, b), x.ld,
+                                          gamma, matrix_or_null(sty, b), sty.ld,
+                                          matrix_or_null(yty, b), yty.ld, static_cast<T*>(scratch));
   }
 };
 
@@ -156,8 +156,7 @@ template <class T>
 Status woodbury_solve(const Context& ctx, MatrixBatch<const T> ut, MatrixBatch<T> x, int* info,
                       const WoodburyOptions& o, MatrixBatch<const T> c, MatrixBatch<const T> gram) {
   const auto form = static_cast<device::CForm>(o.c_form);
-  const index_t elements =
-      device::woodbury_scratch(ut.rows, x.cols, form == device::CForm::matrix);
+  const index_t elements = device::woodbury_scratch(ut.rows, x.cols, form == device::CForm::matrix);
   for_each_with_scratch(exec_space(ctx), "curvkit::woodbury_solve", ut.batch, bytes_of<T>(elements),
                         Woodbury<T>{ut, x, c, gram, info, T(o.lambda), T(o.c_scale), form});
   return Status::success();
@@ -167,21 +166,21 @@ template <class T>
 Status bfgs_update(const Context& ctx, MatrixBatch<T> h, MatrixBatch<const T> s,
                    MatrixBatch<const T> y, int* info, const BfgsOptions& o, const int* skip_mask,
                    int* skipped) {
-  const T min_curvature = o.min_curvature > 0 ? T(o.min_curvature)
-                                              : T(h.rows) * device::epsilon<T>();
-  for_each_with_scratch(exec_space(ctx), "curvkit::bfgs_update", h.batch, bytes_of<T>(h.rows),
-                        Bfgs<T>{h, s, y, info, skip_mask, skipped, min_curvature, o.skip_rejected,
-                                o.mirror_upper});
+  const T min_curvature =
+      o.min_curvature > 0 ? T(o.min_curvature) : T(h.rows) * device::epsilon<T>();
+  for_each_with_scratch(
+      exec_space(ctx), "curvkit::bfgs_update", h.batch, bytes_of<T>(h.rows),
+      Bfgs<T>{h, s, y, info, skip_mask, skipped, min_curvature, o.skip_rejected, o.mirror_upper});
   return Status::success();
 }
 
 template <class T>
 Status bfgs_damping(const Context& ctx, MatrixBatch<const T> h, MatrixBatch<T> s, MatrixBatch<T> y,
                     int* info, const DampingOptions& o, T* theta, int* skip) {
-  for_each_with_scratch(exec_space(ctx), "curvkit::bfgs_damping", s.batch, bytes_of<T>(s.cols),
-                        Damping<T>{h, s, y, info, theta, skip,
-                                   static_cast<device::Damping>(o.scheme), T(o.mu1), T(o.mu2),
-                                   o.skip_test});
+  for_each_with_scratch(
+      exec_space(ctx), "curvkit::bfgs_damping", s.batch, bytes_of<T>(s.cols),
+      Damping<T>{h, s, y, info, theta, skip, static_cast<device::Damping>(o.scheme), T(o.mu1),
+                 T(o.mu2), o.skip_test});
   return Status::success();
 }
 

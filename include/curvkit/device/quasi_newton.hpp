@@ -15,8 +15,8 @@ namespace curvkit::device {
 /// on failure H is NaN.
 template <class T>
 CURVKIT_HD int bfgs_update(index_t n, T* h, index_t ldh, const T* s, index_t lds, const T* y,
-                           index_t ldy, index_t k, T min_curvature, bool skip_rejected,
-                           bool mirror, T* w, int* skipped) {
+                           index_t ldy, index_t k, T min_curvature, bool skip_rejected, bool mirror,
+                           T* w, int* skipped) {
   int code = info::success;
   int rejected = 0;
   for (index_t j = 0; j < k; ++j) {
@@ -84,13 +84,14 @@ CURVKIT_HD int bfgs_damping(index_t n, const T* h, index_t ldh, T* s, T* y, Damp
   } else {  // Levenberg–Marquardt: y~ = y + mu2 s~
     for (index_t i = 0; i < n; ++i) y[i] += mu2 * s[i];
   }
-  T check = theta1 * theta2;
-  for (index_t i = 0; i < n; ++i) check += s[i] * T(0) + y[i] * T(0);  // NaN/Inf -> NaN
+  T check = theta1 * T(0) + theta2 * T(0);  // NaN/Inf anywhere -> NaN
+  for (index_t i = 0; i < n; ++i) check += s[i] * T(0) + y[i] * T(0);
   const bool ok = is_finite(check);
   int flag = 0;
   if (ok && skip_test) {
     symv_lower(n, h, ldh, y, hy);
-    const T bound = mu1 * dot(y, hy, n);  // Powell damping can meet it with equality: allow rounding
+    const T bound =
+        mu1 * dot(y, hy, n);  // Powell damping can meet it with equality: allow rounding
     flag = dot(s, y, n) < bound - T(8) * T(n) * epsilon<T>() * (bound < T(0) ? -bound : bound);
   }
   if (!ok) {
@@ -144,10 +145,10 @@ CURVKIT_HD int lbfgs_compact_apply(index_t d, index_t p, index_t nrhs, const T* 
                                    const T* y, index_t ldy, T* x, index_t ldx, T gamma,
                                    const T* sty, index_t ldsty, const T* yty, index_t ldyty,
                                    T* scratch) {
-  T* r = scratch;             // p x p: R (upper, i <= j) = S^T Y
-  T* yy = r + p * p;          // p x p: Y^T Y (lower)
-  T* a = yy + p * p;          // p x nrhs: S^T X, then R^{-1} S^T X
-  T* e = a + p * nrhs;        // p x nrhs: Y^T X, then E, then R^{-T} E
+  T* r = scratch;       // p x p: R (upper, i <= j) = S^T Y
+  T* yy = r + p * p;    // p x p: Y^T Y (lower)
+  T* a = yy + p * p;    // p x nrhs: S^T X, then R^{-1} S^T X
+  T* e = a + p * nrhs;  // p x nrhs: Y^T X, then E, then R^{-T} E
   for (index_t i = 0; i < p; ++i)
     for (index_t j = i; j < p; ++j)
       r[i * p + j] = sty ? sty[i * ldsty + j] : dot(s + i * lds, y + j * ldy, d);

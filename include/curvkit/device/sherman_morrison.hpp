@@ -139,7 +139,8 @@ CURVKIT_HD void rank1_chunk_update_full(index_t n, T* h, index_t ldh, const T* v
   if (c0 == n) return;
   for (index_t i = 0; i < n; ++i) {
     T* r = h + i * ldh;
-    for (index_t j = 0; j < kc; ++j) axpy_minus(n - c0, gamma[j] * v[j * n + i], v + j * n + c0, r + c0);
+    for (index_t j = 0; j < kc; ++j)
+      axpy_minus(n - c0, gamma[j] * v[j * n + i], v + j * n + c0, r + c0);
     if (s != T(1)) {
       CURVKIT_SIMD
       for (index_t c = c0; c < n; ++c) r[c] *= s;
@@ -178,7 +179,8 @@ CURVKIT_HD int rank1_chain(index_t n, T* h, index_t ldh, const T* u, index_t ldu
     for (index_t j = 0; j < kc; ++j) {
       const T* uj = uc + j * ldu;
       T* vj = v + j * n;
-      for (index_t i = 0; i < j; ++i) axpy_minus(n, gamma[i] * dot(v + i * n, uj, n), v + i * n, vj);
+      for (index_t i = 0; i < j; ++i)
+        axpy_minus(n, gamma[i] * dot(v + i * n, uj, n), v + i * n, vj);
       const T q = cp * s * dot(uj, vj, n);
       const T d = T(1) + q;
       if (!is_finite(d)) {
@@ -230,11 +232,11 @@ enum class CForm : int { scalar = 0, diagonal = 1, matrix = 2 };
 /// B is NaN.
 template <class T>
 CURVKIT_HD int woodbury_solve(index_t n, index_t k, index_t nrhs, const T* ut, index_t ldu, T* b,
-                              index_t ldb, T lambda, CForm form, T c_scale, const T* c,
-                              index_t ldc, const T* gram, index_t ldg, T* scratch) {
-  T* m = scratch;               // k x k, lower triangle
-  T* p = scratch + k * k;       // k x nrhs
-  T* cinv = p + k * nrhs;       // k x k (matrix form)
+                              index_t ldb, T lambda, CForm form, T c_scale, const T* c, index_t ldc,
+                              const T* gram, index_t ldg, T* scratch) {
+  T* m = scratch;          // k x k, lower triangle
+  T* p = scratch + k * k;  // k x nrhs
+  T* cinv = p + k * nrhs;  // k x k (matrix form)
   int code = info::success;
   // M = U^T U (lower).
   for (index_t i = 0; i < k; ++i)
