@@ -1,6 +1,6 @@
 // Sherman–Morrison / Woodbury family tests, part 1 (rank-1 chains, Woodbury solves): every
 // compiled backend against the reference on fresh random inputs, plus the identities
-//   chain of k rank-1 updates from I/lambda  = inv(lambda I + sum u u^T)      (k = 1..256)
+//   chain of k rank-1 updates from I/lambda  = inv(lambda I + sum u u^T) by potri (k = 1..256)
 //   Woodbury solve                          = dense solve of lambda I + U C U^T (also k > n,
 //                                              rank-deficient U)
 //   TENGraD's scaled form = the damped Fisher solve; without the 1/m it must NOT match
@@ -96,22 +96,24 @@ void check_chain_against_direct_inverse(Backend backend, index_t n, index_t k,
   const auto u = gaussian<T>(batch, k, n, rng, 1.0 / std::sqrt(double(n)));
   const auto r = run_rank1(backend, h0, u, Rank1Options::update());
   ASSERT_TRUE(r.status.ok());
+  // G = lambda I + sum u u^T, inverted by the SPD family (potri, reference backend, double).
   Operand<double> direct(batch, n, n);
   double worst_cond = 1;
   for (index_t b = 0; b < batch; ++b) {
-    std::vector<double> g(static_cast<std::size_t>(n * n), 0.0);
-    for (index_t i = 0; i < n; ++i) g[i * n + i] = lambda;
-    for (index_t j = 0; j < k; ++j)
-      for (index_t r1 = 0; r1 < n; ++r1)
-        for (index_t c = 0; c < n; ++c) g[r1 * n + c] += double(u(b, j, r1)) * double(u(b, j, c));
     double trace = 0;
-    for (index_t i = 0; i < n; ++i) trace += g[i * n + i];
-    worst_cond = std::max(worst_cond, trace / lambda);  // lambda_max <= trace, lambda_min >= lambda
-    const auto inv = spd_inverse(g, n);
     for (index_t i = 0; i < n; ++i)
-      for (index_t c = 0; c < n; ++c) direct(b, i, c) = inv[i * n + c];
+      for (index_t c = 0; c < n; ++c) {
+        double v = i == c ? lambda : 0.0;
+        for (index_t j = 0; j < k; ++j) v += double(u(b, j, i)) * double(u(b, j, c));
+        direct(b, i, c) = v;
+        if (i == c) trace += v;
+      }
+    worst_cond = std::max(worst_cond, trace / lambda);  // lambda_max <= trace, lambda_min >= lambda
     EXPECT_EQ(r.info[b], 0);
   }
+  std::vector<int> potri_info(batch, -1);
+  ASSERT_TRUE(potri(Context::reference(), direct.l.view(direct.v.data()), potri_info.data()).ok());
+  EXPECT_EQ(potri_info, std::vector<int>(batch, 0));
   EXPECT_LE(max_rel_err(r.h, direct), 16.0 * double(n + k) * worst_cond * eps<T>());
 }
 
