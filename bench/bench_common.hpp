@@ -118,6 +118,19 @@ inline void evict_host_caches() {
   benchmark::DoNotOptimize(sum);
 }
 
+/// The CPU timing loop of an in-place op: restore() (inputs back to pristine) and a cache
+/// eviction outside the timed region, then call() timed.
+template <class Restore, class Call>
+void timed_loop(benchmark::State& st, Restore&& restore, Call&& call) {
+  for (auto _ : st) {
+    st.PauseTiming();
+    restore();
+    evict_host_caches();
+    st.ResumeTiming();
+    call();
+  }
+}
+
 // ---- counters ------------------------------------------------------------------------------
 
 /// GFLOPS and GBps counters for one iteration that performs `flops` and moves `bytes`.

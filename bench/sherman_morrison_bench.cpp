@@ -133,15 +133,13 @@ void bm_rank1_update(benchmark::State& st, index_t n, index_t k) {
   Rank1Data<T> d(n, k, rank1_batch(n, sizeof(T)));
   std::vector<int> info(d.batch);
   const Context ctx = Context::kokkos();
-  for (auto _ : st) {
-    st.PauseTiming();
-    d.h.copy_from(d.pristine_h);
-    evict_host_caches();
-    st.ResumeTiming();
-    (void)rank1_update(ctx, make_batch(d.h.data(), d.batch, n, n),
-                       make_batch<const T>(d.u.data(), d.batch, k, n), info.data());
-    (void)synchronize(ctx);
-  }
+  timed_loop(
+      st, [&] { d.h.copy_from(d.pristine_h); },
+      [&] {
+        (void)rank1_update(ctx, make_batch(d.h.data(), d.batch, n, n),
+                           make_batch<const T>(d.u.data(), d.batch, k, n), info.data());
+        (void)synchronize(ctx);
+      });
   if (check_rank1(st, d, info)) rank1_counters(st, d, false);
 }
 
@@ -151,26 +149,24 @@ void bm_rank1_recompute_curvkit(benchmark::State& st, index_t n, index_t k) {
   Rank1Data<T> d(n, k, rank1_batch(n, sizeof(T)));
   std::vector<int> info(d.batch);
   const Context ctx = Context::kokkos();
-  for (auto _ : st) {
-    st.PauseTiming();
-    d.g.copy_from(d.pristine_g);
-    evict_host_caches();
-    st.ResumeTiming();
-    for (index_t b = 0; b < d.batch; ++b) {
-      T* g = d.g.data() + b * n * n;
-      T* h = d.h.data() + b * n * n;
-      const T* u = d.u.data() + b * k * n;
-      for (index_t q = 0; q < k; ++q)
-        for (index_t i = 0; i < n; ++i) {
-          const T ui = u[q * n + i];
-          CURVKIT_SIMD
-          for (index_t j = 0; j <= i; ++j) g[i * n + j] += ui * u[q * n + j];
+  timed_loop(
+      st, [&] { d.g.copy_from(d.pristine_g); },
+      [&] {
+        for (index_t b = 0; b < d.batch; ++b) {
+          T* g = d.g.data() + b * n * n;
+          T* h = d.h.data() + b * n * n;
+          const T* u = d.u.data() + b * k * n;
+          for (index_t q = 0; q < k; ++q)
+            for (index_t i = 0; i < n; ++i) {
+              const T ui = u[q * n + i];
+              CURVKIT_SIMD
+              for (index_t j = 0; j <= i; ++j) g[i * n + j] += ui * u[q * n + j];
+            }
+          std::copy(g, g + n * n, h);
         }
-      std::copy(g, g + n * n, h);
-    }
-    (void)potri(ctx, make_batch(d.h.data(), d.batch, n, n), info.data());
-    (void)synchronize(ctx);
-  }
+        (void)potri(ctx, make_batch(d.h.data(), d.batch, n, n), info.data());
+        (void)synchronize(ctx);
+      });
   if (check_rank1(st, d, info)) rank1_counters(st, d, true);
 }
 
@@ -180,32 +176,30 @@ void bm_rank1_recompute_lapacke(benchmark::State& st, index_t n, index_t k) {
   openblas_set_num_threads(1);
   Rank1Data<T> d(n, k, rank1_batch(n, sizeof(T)));
   std::vector<int> info(d.batch);
-  for (auto _ : st) {
-    st.PauseTiming();
-    d.g.copy_from(d.pristine_g);
-    evict_host_caches();
-    st.ResumeTiming();
-    for (index_t b = 0; b < d.batch; ++b) {
-      T* g = d.g.data() + b * n * n;
-      T* h = d.h.data() + b * n * n;
-      const T* u = d.u.data() + b * k * n;
-      int r;
-      if constexpr (std::is_same_v<T, float>) {
-        cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0f, u, int(n), 1.0f, g,
-                    int(n));
-        std::copy(g, g + n * n, h);
-        r = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
-        if (r == 0) r = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
-      } else {
-        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0, u, int(n), 1.0, g,
-                    int(n));
-        std::copy(g, g + n * n, h);
-        r = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
-        if (r == 0) r = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
-      }
-      info[b] = r;
-    }
-  }
+  timed_loop(
+      st, [&] { d.g.copy_from(d.pristine_g); },
+      [&] {
+        for (index_t b = 0; b < d.batch; ++b) {
+          T* g = d.g.data() + b * n * n;
+          T* h = d.h.data() + b * n * n;
+          const T* u = d.u.data() + b * k * n;
+          int r;
+          if constexpr (std::is_same_v<T, float>) {
+            cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0f, u, int(n),
+                        1.0f, g, int(n));
+            std::copy(g, g + n * n, h);
+            r = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
+            if (r == 0) r = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
+          } else {
+            cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0, u, int(n), 1.0,
+                        g, int(n));
+            std::copy(g, g + n * n, h);
+            r = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
+            if (r == 0) r = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', int(n), h, int(n));
+          }
+          info[b] = r;
+        }
+      });
   if (check_rank1(st, d, info)) rank1_counters(st, d, true);
 }
 #endif
@@ -262,15 +256,13 @@ void bm_woodbury(benchmark::State& st, index_t n, index_t k) {
   const Context ctx = Context::kokkos();
   WoodburyOptions o;
   o.lambda = d.lambda;
-  for (auto _ : st) {
-    st.PauseTiming();
-    d.x.copy_from(d.b);
-    evict_host_caches();
-    st.ResumeTiming();
-    (void)woodbury_solve(ctx, make_batch<const T>(d.ut.data(), 1, k, n),
-                         make_batch(d.x.data(), 1, n, 1), &info, o);
-    (void)synchronize(ctx);
-  }
+  timed_loop(
+      st, [&] { d.x.copy_from(d.b); },
+      [&] {
+        (void)woodbury_solve(ctx, make_batch<const T>(d.ut.data(), 1, k, n),
+                             make_batch(d.x.data(), 1, n, 1), &info, o);
+        (void)synchronize(ctx);
+      });
   if (check_woodbury(st, d, info)) woodbury_counters(st, d, false);
 }
 
@@ -281,23 +273,24 @@ void bm_woodbury_dense(benchmark::State& st, index_t n, index_t k) {
   WoodburyData<T> d(n, k);
   HostBuffer<T> g(n * n);
   int info = -1;
-  for (auto _ : st) {
-    st.PauseTiming();
-    d.x.copy_from(d.b);
-    for (index_t i = 0; i < n * n; ++i) g[i] = T(0);
-    for (index_t i = 0; i < n; ++i) g[i * n + i] = T(d.lambda);
-    evict_host_caches();
-    st.ResumeTiming();
-    if constexpr (std::is_same_v<T, float>) {
-      cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0f, d.ut.data(), int(n),
-                  1.0f, g.data(), int(n));
-      info = LAPACKE_sposv(LAPACK_ROW_MAJOR, 'L', int(n), 1, g.data(), int(n), d.x.data(), 1);
-    } else {
-      cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0, d.ut.data(), int(n),
-                  1.0, g.data(), int(n));
-      info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', int(n), 1, g.data(), int(n), d.x.data(), 1);
-    }
-  }
+  timed_loop(
+      st,
+      [&] {
+        d.x.copy_from(d.b);
+        for (index_t i = 0; i < n * n; ++i) g[i] = T(0);
+        for (index_t i = 0; i < n; ++i) g[i * n + i] = T(d.lambda);
+      },
+      [&] {
+        if constexpr (std::is_same_v<T, float>) {
+          cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0f, d.ut.data(),
+                      int(n), 1.0f, g.data(), int(n));
+          info = LAPACKE_sposv(LAPACK_ROW_MAJOR, 'L', int(n), 1, g.data(), int(n), d.x.data(), 1);
+        } else {
+          cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, int(n), int(k), 1.0, d.ut.data(),
+                      int(n), 1.0, g.data(), int(n));
+          info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', int(n), 1, g.data(), int(n), d.x.data(), 1);
+        }
+      });
   if (check_woodbury(st, d, info)) woodbury_counters(st, d, true);
 }
 #endif
@@ -331,20 +324,18 @@ void bm_lbfgs(benchmark::State& st, LbfgsKind kind, index_t d, index_t p, index_
   const auto xv = make_batch(x.data(), 1, d, nrhs);
   LbfgsOptions o;
   o.gamma = 0;
-  for (auto _ : st) {
-    st.PauseTiming();
-    x.copy_from(x0);
-    evict_host_caches();
-    st.ResumeTiming();
-    if (kind == LbfgsKind::two_loop)
-      (void)lbfgs_two_loop(ctx, sv, yv, xv, &info, o);
-    else if (kind == LbfgsKind::compact)
-      (void)lbfgs_apply(ctx, sv, yv, xv, &info, o);
-    else
-      (void)lbfgs_apply(ctx, sv, yv, xv, &info, o, make_batch<const T>(sty.data(), 1, p, p),
-                        make_batch<const T>(yty.data(), 1, p, p));
-    (void)synchronize(ctx);
-  }
+  timed_loop(
+      st, [&] { x.copy_from(x0); },
+      [&] {
+        if (kind == LbfgsKind::two_loop)
+          (void)lbfgs_two_loop(ctx, sv, yv, xv, &info, o);
+        else if (kind == LbfgsKind::compact)
+          (void)lbfgs_apply(ctx, sv, yv, xv, &info, o);
+        else
+          (void)lbfgs_apply(ctx, sv, yv, xv, &info, o, make_batch<const T>(sty.data(), 1, p, p),
+                            make_batch<const T>(yty.data(), 1, p, p));
+        (void)synchronize(ctx);
+      });
   // Check: the result is finite and H_p is positive definite on x0: x0^T (H x0) > 0.
   double xhx = 0;
   for (index_t i = 0; i < d * nrhs; ++i) xhx += double(x0[i]) * x[i];

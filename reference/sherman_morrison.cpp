@@ -167,12 +167,6 @@ Status rank1_update(const Context&, MatrixBatch<T> hv, MatrixBatch<const T> uv, 
 // ---- Woodbury --------------------------------------------------------------------------------
 
 template <class T>
-std::size_t woodbury_solve_workspace_size(const Context&, MatrixBatch<const T>,
-                                          MatrixBatch<const T>) {
-  return 0;
-}
-
-template <class T>
 Status woodbury_solve(const Context&, MatrixBatch<const T> ut, MatrixBatch<T> bv, int* info,
                       const WoodburyOptions& o, MatrixBatch<const T> cv, MatrixBatch<const T>) {
   const index_t k = ut.rows, n = ut.cols;
@@ -395,16 +389,6 @@ Status dense_lbfgs_apply(MatrixBatch<const T> sv, MatrixBatch<const T> yv, Matri
 }
 
 }  // namespace
-
-template <class T>
-std::size_t lbfgs_apply_workspace_size(const Context&, MatrixBatch<const T>, MatrixBatch<const T>) {
-  return 0;
-}
-template <class T>
-std::size_t lbfgs_two_loop_workspace_size(const Context&, MatrixBatch<const T>,
-                                          MatrixBatch<const T>) {
-  return 0;
-}
 
 template <class T>
 Status lbfgs_apply(const Context&, MatrixBatch<const T> s, MatrixBatch<const T> y, MatrixBatch<T> x,

@@ -32,37 +32,6 @@ Status check_square(const char* op, const MatrixBatch<T>& a, const char* name) {
   return Status::success();
 }
 
-template <class T>
-std::size_t woodbury_workspace(const Context& ctx, MatrixBatch<const T> ut,
-                               MatrixBatch<const T> b) {
-  switch (ctx.backend()) {
-    case Backend::reference:
-      return reference::woodbury_solve_workspace_size<T>(ctx, ut, b);
-    case Backend::kokkos:
-      return kokkos::woodbury_solve_workspace_size<T>(ctx, ut, b);
-    case Backend::cuda:
-      return cuda::woodbury_solve_workspace_size<T>(ctx, ut, b);
-  }
-  return 0;
-}
-
-template <class T>
-std::size_t lbfgs_workspace(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<const T> x,
-                            bool two_loop) {
-  switch (ctx.backend()) {
-    case Backend::reference:
-      return two_loop ? reference::lbfgs_two_loop_workspace_size<T>(ctx, s, x)
-                      : reference::lbfgs_apply_workspace_size<T>(ctx, s, x);
-    case Backend::kokkos:
-      return two_loop ? kokkos::lbfgs_two_loop_workspace_size<T>(ctx, s, x)
-                      : kokkos::lbfgs_apply_workspace_size<T>(ctx, s, x);
-    case Backend::cuda:
-      return two_loop ? cuda::lbfgs_two_loop_workspace_size<T>(ctx, s, x)
-                      : cuda::lbfgs_apply_workspace_size<T>(ctx, s, x);
-  }
-  return 0;
-}
-
 // Pairs (s, y) of the L-BFGS ops and the right-hand sides x.
 template <class T>
 Status check_lbfgs(const char* op, MatrixBatch<const T> s, MatrixBatch<const T> y, MatrixBatch<T> x,
@@ -103,7 +72,8 @@ Status rank1_update(const Context& ctx, MatrixBatch<T> h, MatrixBatch<const T> u
 template <class T>
 std::size_t woodbury_solve_workspace_size(const Context& ctx, MatrixBatch<const T> ut,
                                           MatrixBatch<const T> b) {
-  return woodbury_workspace<T>(ctx, ut, b);
+  // Only the CUDA backend uses Context workspace (src/sherman_morrison_backends.hpp).
+  return ctx.backend() == Backend::cuda ? cuda::woodbury_solve_workspace_size<T>(ctx, ut, b) : 0;
 }
 
 template <class T>
@@ -146,7 +116,7 @@ Status woodbury_solve(const Context& ctx, MatrixBatch<const T> ut, MatrixBatch<T
     CURVKIT_RETURN_IF_ERROR(check_disjoint(op, b, "b", gram, "gram"));
   }
   CURVKIT_RETURN_IF_ERROR(check_info(op, batch, info));
-  CURVKIT_RETURN_IF_ERROR(check_workspace(op, ctx, woodbury_workspace<T>(ctx, ut, b)));
+  CURVKIT_RETURN_IF_ERROR(check_workspace(op, ctx, woodbury_solve_workspace_size<T>(ctx, ut, b)));
   CURVKIT_DISPATCH(woodbury_solve<T>, ctx, ut, b, info, o, c, gram)
 }
 
@@ -225,15 +195,16 @@ Status hessian_action_pair(const Context& ctx, MatrixBatch<const T> h, MatrixBat
   CURVKIT_DISPATCH(hessian_action_pair<T>, ctx, h, abar, x, s, y, info, o)
 }
 
+// No backend needs Context workspace for L-BFGS (Kokkos team scratch, CUDA shared memory); the
+// queries exist so that a future backend can, without an API change.
 template <class T>
-std::size_t lbfgs_apply_workspace_size(const Context& ctx, MatrixBatch<const T> s,
-                                       MatrixBatch<const T> x) {
-  return lbfgs_workspace<T>(ctx, s, x, false);
+std::size_t lbfgs_apply_workspace_size(const Context&, MatrixBatch<const T>, MatrixBatch<const T>) {
+  return 0;
 }
 template <class T>
-std::size_t lbfgs_two_loop_workspace_size(const Context& ctx, MatrixBatch<const T> s,
-                                          MatrixBatch<const T> x) {
-  return lbfgs_workspace<T>(ctx, s, x, true);
+std::size_t lbfgs_two_loop_workspace_size(const Context&, MatrixBatch<const T>,
+                                          MatrixBatch<const T>) {
+  return 0;
 }
 
 template <class T>
@@ -250,7 +221,6 @@ Status lbfgs_apply(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<const
     CURVKIT_RETURN_IF_ERROR(check_shape(op, yty, "yty", s.batch, s.rows, s.rows));
     CURVKIT_RETURN_IF_ERROR(check_disjoint(op, x, "x", yty, "yty"));
   }
-  CURVKIT_RETURN_IF_ERROR(check_workspace(op, ctx, lbfgs_workspace<T>(ctx, s, x, false)));
   CURVKIT_DISPATCH(lbfgs_apply<T>, ctx, s, y, x, info, o, sty, yty)
 }
 
@@ -259,12 +229,20 @@ Status lbfgs_two_loop(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<co
                       MatrixBatch<T> x, int* info, const LbfgsOptions& o) {
   const char* op = "lbfgs_two_loop";
   CURVKIT_RETURN_IF_ERROR(check_lbfgs(op, s, y, x, info, o));
-  CURVKIT_RETURN_IF_ERROR(check_workspace(op, ctx, lbfgs_workspace<T>(ctx, s, x, true)));
   CURVKIT_DISPATCH(lbfgs_two_loop<T>, ctx, s, y, x, info, o)
 }
 
 // The public templates have the backends' signatures (default arguments aside).
 CURVKIT_SM_ENTRY_POINTS(template, float, <float>)
 CURVKIT_SM_ENTRY_POINTS(template, double, <double>)
+#define CURVKIT_SM_WORKSPACE_QUERIES(T)                                                       \
+  template std::size_t woodbury_solve_workspace_size<T>(const Context&, MatrixBatch<const T>, \
+                                                        MatrixBatch<const T>);                \
+  template std::size_t lbfgs_apply_workspace_size<T>(const Context&, MatrixBatch<const T>,    \
+                                                     MatrixBatch<const T>);                   \
+  template std::size_t lbfgs_two_loop_workspace_size<T>(const Context&, MatrixBatch<const T>, \
+                                                        MatrixBatch<const T>);
+CURVKIT_SM_WORKSPACE_QUERIES(float)
+CURVKIT_SM_WORKSPACE_QUERIES(double)
 
 }  // namespace curvkit

@@ -13,8 +13,6 @@
 #define CURVKIT_SM_ENTRY_POINTS(TEMPLATE, T, ARGS)                                                \
   TEMPLATE Status rank1_update ARGS(const Context&, MatrixBatch<T>, MatrixBatch<const T>, int*,   \
                                     const Rank1Options&);                                         \
-  TEMPLATE std::size_t woodbury_solve_workspace_size ARGS(const Context&, MatrixBatch<const T>,   \
-                                                          MatrixBatch<const T>);                  \
   TEMPLATE Status woodbury_solve ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<T>, int*, \
                                       const WoodburyOptions&, MatrixBatch<const T>,               \
                                       MatrixBatch<const T>);                                      \
@@ -26,10 +24,6 @@
   TEMPLATE Status hessian_action_pair ARGS(                                                       \
       const Context&, MatrixBatch<const T>, MatrixBatch<const T>, MatrixBatch<const T>,           \
       MatrixBatch<T>, MatrixBatch<T>, int*, const HessianActionOptions&);                         \
-  TEMPLATE std::size_t lbfgs_apply_workspace_size ARGS(const Context&, MatrixBatch<const T>,      \
-                                                       MatrixBatch<const T>);                     \
-  TEMPLATE std::size_t lbfgs_two_loop_workspace_size ARGS(const Context&, MatrixBatch<const T>,   \
-                                                          MatrixBatch<const T>);                  \
   TEMPLATE Status lbfgs_apply ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,    \
                                    MatrixBatch<T>, int*, const LbfgsOptions&,                     \
                                    MatrixBatch<const T>, MatrixBatch<const T>);                   \
@@ -54,19 +48,22 @@ CURVKIT_DECLARE_SM_BACKEND(cuda)
   CURVKIT_SM_ENTRY_POINTS(template, double, <double>) \
   }
 
-// Definitions for a backend that was not compiled: every op answers not_compiled and needs no
-// workspace.
+// Only the CUDA backend needs Context workspace (woodbury_solve's Gram and k x k systems for
+// large n); reference and Kokkos take their scratch from the heap and Kokkos team scratch, so
+// the public queries answer 0 for them without asking the backend.
+namespace curvkit::cuda {
+template <class T>
+std::size_t woodbury_solve_workspace_size(const Context& ctx, MatrixBatch<const T> ut,
+                                          MatrixBatch<const T> b);
+}
+
+// Definitions for a backend that was not compiled: every op answers not_compiled.
 #define CURVKIT_DEFINE_SM_STUBS(ns)                                                               \
   namespace curvkit::ns {                                                                         \
   template <class T>                                                                              \
   Status rank1_update(const Context&, MatrixBatch<T>, MatrixBatch<const T>, int*,                 \
                       const Rank1Options&) {                                                      \
     return Status::not_compiled("rank1_update", #ns);                                             \
-  }                                                                                               \
-  template <class T>                                                                              \
-  std::size_t woodbury_solve_workspace_size(const Context&, MatrixBatch<const T>,                 \
-                                            MatrixBatch<const T>) {                               \
-    return 0;                                                                                     \
   }                                                                                               \
   template <class T>                                                                              \
   Status woodbury_solve(const Context&, MatrixBatch<const T>, MatrixBatch<T>, int*,               \
@@ -88,16 +85,6 @@ CURVKIT_DECLARE_SM_BACKEND(cuda)
                              MatrixBatch<const T>, MatrixBatch<T>, MatrixBatch<T>, int*,          \
                              const HessianActionOptions&) {                                       \
     return Status::not_compiled("hessian_action_pair", #ns);                                      \
-  }                                                                                               \
-  template <class T>                                                                              \
-  std::size_t lbfgs_apply_workspace_size(const Context&, MatrixBatch<const T>,                    \
-                                         MatrixBatch<const T>) {                                  \
-    return 0;                                                                                     \
-  }                                                                                               \
-  template <class T>                                                                              \
-  std::size_t lbfgs_two_loop_workspace_size(const Context&, MatrixBatch<const T>,                 \
-                                            MatrixBatch<const T>) {                               \
-    return 0;                                                                                     \
   }                                                                                               \
   template <class T>                                                                              \
   Status lbfgs_apply(const Context&, MatrixBatch<const T>, MatrixBatch<const T>, MatrixBatch<T>,  \

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "curvkit/spd.hpp"
 #include "checks.hpp"
+#include "curvkit/spd.hpp"
 #include "spd_backends.hpp"
 
 namespace curvkit {
@@ -84,9 +84,7 @@ Status check_groups_disjoint(const char* op, GroupedBatch<T> a, const char* name
 
 template <class T>
 Status check_info(const char* op, GroupedBatch<T> a, const int* info) {
-  if (info == nullptr && total_batch(a) > 0)
-    return Status::invalid_argument(op, "info is null (it needs one int per matrix)");
-  return Status::success();
+  return detail::check_info(op, total_batch(a), info);
 }
 
 template <class T>

@@ -1421,16 +1421,6 @@ Status hessian_action_pair(const Context& ctx, MatrixBatch<const T> h, MatrixBat
 }
 
 template <class T>
-std::size_t lbfgs_apply_workspace_size(const Context&, MatrixBatch<const T>, MatrixBatch<const T>) {
-  return 0;
-}
-template <class T>
-std::size_t lbfgs_two_loop_workspace_size(const Context&, MatrixBatch<const T>,
-                                          MatrixBatch<const T>) {
-  return 0;
-}
-
-template <class T>
 Status lbfgs_apply(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<const T> y,
                    MatrixBatch<T> x, int* info, const LbfgsOptions& o, MatrixBatch<const T> sty,
                    MatrixBatch<const T> yty) {
@@ -1473,3 +1463,7 @@ Status lbfgs_two_loop(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<co
 }  // namespace curvkit::cuda
 
 CURVKIT_INSTANTIATE_SM_BACKEND(cuda)
+template std::size_t curvkit::cuda::woodbury_solve_workspace_size<float>(
+    const curvkit::Context&, curvkit::MatrixBatch<const float>, curvkit::MatrixBatch<const float>);
+template std::size_t curvkit::cuda::woodbury_solve_workspace_size<double>(
+    const curvkit::Context&, curvkit::MatrixBatch<const double>, curvkit::MatrixBatch<const double>);

@@ -147,12 +147,6 @@ Status rank1_update(const Context& ctx, MatrixBatch<T> h, MatrixBatch<const T> u
 }
 
 template <class T>
-std::size_t woodbury_solve_workspace_size(const Context&, MatrixBatch<const T>,
-                                          MatrixBatch<const T>) {
-  return 0;
-}
-
-template <class T>
 Status woodbury_solve(const Context& ctx, MatrixBatch<const T> ut, MatrixBatch<T> x, int* info,
                       const WoodburyOptions& o, MatrixBatch<const T> c, MatrixBatch<const T> gram) {
   const auto form = static_cast<device::CForm>(o.c_form);
@@ -192,16 +186,6 @@ Status hessian_action_pair(const Context& ctx, MatrixBatch<const T> h, MatrixBat
   for_each_index(exec_space(ctx), "curvkit::hessian_action_pair", h.batch,
                  HessianAction<T>{h, abar, x, s, y, info, T(o.lambda), scale});
   return Status::success();
-}
-
-template <class T>
-std::size_t lbfgs_apply_workspace_size(const Context&, MatrixBatch<const T>, MatrixBatch<const T>) {
-  return 0;
-}
-template <class T>
-std::size_t lbfgs_two_loop_workspace_size(const Context&, MatrixBatch<const T>,
-                                          MatrixBatch<const T>) {
-  return 0;
 }
 
 template <class T>

@@ -14,3 +14,16 @@ Status synchronize(const Context&) {
 
 CURVKIT_DEFINE_SPD_STUBS(cuda)
 CURVKIT_DEFINE_SM_STUBS(cuda)
+
+namespace curvkit::cuda {
+template <class T>
+std::size_t woodbury_solve_workspace_size(const Context&, MatrixBatch<const T>,
+                                          MatrixBatch<const T>) {
+  return 0;
+}
+template std::size_t woodbury_solve_workspace_size<float>(const Context&, MatrixBatch<const float>,
+                                                          MatrixBatch<const float>);
+template std::size_t woodbury_solve_workspace_size<double>(const Context&,
+                                                           MatrixBatch<const double>,
+                                                           MatrixBatch<const double>);
+}  // namespace curvkit::cuda
