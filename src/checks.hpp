@@ -34,9 +34,9 @@ std::string check_view(const MatrixBatch<T>& v, const std::string& name) {
   return {};
 }
 
-// True when the memory spans of two views intersect.
-template <class T, class U>
-bool overlaps(const MatrixBatch<T>& x, const MatrixBatch<U>& y) {
+// True when the memory spans of two views (MatrixBatch or TensorBatch) intersect.
+template <class X, class Y>
+bool overlaps(const X& x, const Y& y) {
   if (x.extent() == 0 || y.extent() == 0) return false;
   auto x0 = reinterpret_cast<std::uintptr_t>(x.data);
   auto x1 = reinterpret_cast<std::uintptr_t>(x.data + x.extent());
@@ -59,9 +59,9 @@ Status check_shape(const char* op, const MatrixBatch<T>& v, const std::string& n
 }
 
 // Output `out` must not share memory with `in`.
-template <class T, class U>
-Status check_disjoint(const char* op, const MatrixBatch<T>& out, const std::string& out_name,
-                      const MatrixBatch<U>& in, const std::string& in_name) {
+template <class X, class Y>
+Status check_disjoint(const char* op, const X& out, const std::string& out_name, const Y& in,
+                      const std::string& in_name) {
   if (overlaps(out, in))
     return Status::invalid_argument(
         op, out_name + " overlaps " + in_name + " in memory (aliasing is not allowed)");

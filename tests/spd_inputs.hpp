@@ -2,6 +2,7 @@
 // out in (possibly padded) batches whose unused memory is poisoned with NaN.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -58,7 +59,7 @@ struct Layout {
   index_t batch = 0, rows = 0, cols = 0, ld = 0, stride = 0;
   static Layout make(index_t batch, index_t rows, index_t cols, index_t ld_pad = 0,
                      index_t stride_pad = 0) {
-    Layout l{batch, rows, cols, cols + ld_pad, 0};
+    Layout l{batch, rows, cols, std::max<index_t>(cols + ld_pad, 1), 0};  // ld >= 1 as in LAPACK
     l.stride = rows * l.ld + stride_pad;
     return l;
   }

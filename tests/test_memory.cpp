@@ -147,5 +147,6 @@ std::vector<T> Buffer<T>::download() const {
 template class Buffer<float>;
 template class Buffer<double>;
 template class Buffer<int>;
+template class Buffer<char>;  // workspaces
 
 }  // namespace curvkit::test

@@ -1,4 +1,5 @@
 // Compiled when the CUDA backend is not: every entry point answers not_compiled.
+#include "kron_backends.hpp"
 #include "runtime_backends.hpp"
 #include "sherman_morrison_backends.hpp"
 #include "spd_backends.hpp"
@@ -14,6 +15,7 @@ Status synchronize(const Context&) {
 
 CURVKIT_DEFINE_SPD_STUBS(cuda)
 CURVKIT_DEFINE_SM_STUBS(cuda)
+CURVKIT_DEFINE_KRON_STUBS(cuda)
 
 namespace curvkit::cuda {
 template <class T>
@@ -26,4 +28,16 @@ template std::size_t woodbury_solve_workspace_size<float>(const Context&, Matrix
 template std::size_t woodbury_solve_workspace_size<double>(const Context&,
                                                            MatrixBatch<const double>,
                                                            MatrixBatch<const double>);
+}  // namespace curvkit::cuda
+
+namespace curvkit::cuda {
+template <class T>
+std::size_t kron_apply_workspace_size(const Context&, GroupedBatch<const T>,
+                                      const KronApplyOptions&) {
+  return 0;
+}
+template std::size_t kron_apply_workspace_size<float>(const Context&, GroupedBatch<const float>,
+                                                      const KronApplyOptions&);
+template std::size_t kron_apply_workspace_size<double>(const Context&, GroupedBatch<const double>,
+                                                       const KronApplyOptions&);
 }  // namespace curvkit::cuda

@@ -1,0 +1,203 @@
+// Embedded building blocks of the Kronecker family: one matrix product per call, callable from
+// anyone's kernel (host and device), no allocation, no exceptions.
+//
+// gemm_block   C = alpha op(A) op(B) + beta C for one m x n block of C, A and B given as
+//              strided operands (any transpose is a choice of strides).  On the host it is a
+//              packed, register-tiled product: B is packed into panels of kGemmNr columns
+//              (zero padded), each panel is swept by a kGemmMr x kGemmNr micro-kernel whose
+//              accumulators stay in vector registers (GCC/Clang vector extensions, 32 bytes:
+//              AVX2 / two NEON registers).  On a device (nvcc device pass) the same loops run
+//              scalar, one thread per call.  The caller passes the packing scratch
+//              (gemm_pack_elements).
+//              Optionally only the elements with i + diag >= j are written (SYRK's lower
+//              triangle of a block whose top-left corner is diag rows below the diagonal).
+// gemm_fixed   C = alpha A B + beta C for compile-time sizes (fully unrolled; for the tiny
+//              per-thread products inside other kernels).
+#pragma once
+
+#include "curvkit/core/types.hpp"
+
+#if defined(__GNUC__) && !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__)
+#define CURVKIT_GEMM_VECTOR 1
+#include <cstring>
+#else
+#define CURVKIT_GEMM_VECTOR 0
+#endif
+
+namespace curvkit::device {
+
+/// op(X)(i, j) = p[i * rs + j * cs]: X as stored (rs = ld, cs = 1) or transposed (rs = 1,
+/// cs = ld), or any other strided view (a slab of a tensor unfolding).
+template <class T>
+struct Strided {
+  T* p;
+  index_t rs;
+  index_t cs;
+  CURVKIT_HD_INLINE T& operator()(index_t i, index_t j) const { return p[i * rs + j * cs]; }
+  CURVKIT_HD_INLINE Strided at(index_t i, index_t j) const { return {p + i * rs + j * cs, rs, cs}; }
+};
+
+// Register tile and cache blocks of the host micro-kernel (bytes per vector: 32).
+inline constexpr int kGemmMr = 6;
+inline constexpr int kGemmVectorBytes = 32;
+template <class T>
+inline constexpr int kGemmNr = 2 * kGemmVectorBytes / int(sizeof(T));
+inline constexpr index_t kGemmKc = 256;  ///< depth of one packed panel
+inline constexpr index_t kGemmNc = 128;  ///< columns packed at once (a kGemmKc x kGemmNc block)
+
+/// Elements of packing scratch gemm_block needs for an n-column block of depth k.
+template <class T>
+CURVKIT_HD_INLINE index_t gemm_pack_elements(index_t n, index_t k) {
+  const index_t nc = n < kGemmNc ? n : kGemmNc;
+  const index_t kc = k < kGemmKc ? k : kGemmKc;
+  const index_t nr = kGemmNr<T>;
+  return kc * ((nc + nr - 1) / nr) * nr;
+}
+
+namespace gemm_detail {
+
+// Packs op(B)(0:kc, 0:nc) into panels of NR columns: panel p holds kc rows of NR values, columns
+// past nc are zero.
+template <class T>
+CURVKIT_HD void pack_b(index_t kc, index_t nc, Strided<const T> b, T* pack) {
+  constexpr index_t nr = kGemmNr<T>;
+  for (index_t j0 = 0; j0 < nc; j0 += nr) {
+    T* panel = pack + j0 * kc;
+    const index_t w = nc - j0 < nr ? nc - j0 : nr;
+    for (index_t q = 0; q < kc; ++q) {
+      const T* src = b.p + q * b.rs + j0 * b.cs;
+      T* dst = panel + q * nr;
+      if (b.cs == 1) {
+        for (index_t j = 0; j < w; ++j) dst[j] = src[j];
+      } else {
+        for (index_t j = 0; j < w; ++j) dst[j] = src[j * b.cs];
+      }
+      for (index_t j = w; j < nr; ++j) dst[j] = T(0);
+    }
+  }
+}
+
+// Writes alpha * acc (+ beta * C) into an mr x nr corner of the tile at c, only where
+// i + diag >= j when `lower`.
+template <class T>
+CURVKIT_HD_INLINE void store_tile(const T* acc, index_t mr, index_t nr, T alpha, T beta, T* c,
+                                  index_t ldc, bool lower, index_t diag) {
+  constexpr index_t NR = kGemmNr<T>;
+  for (index_t i = 0; i < mr; ++i) {
+    const index_t jmax = lower ? (i + diag + 1 < nr ? i + diag + 1 : nr) : nr;
+    for (index_t j = 0; j < jmax; ++j) {
+      const T v = alpha * acc[i * NR + j];
+      c[i * ldc + j] = beta == T(0) ? v : v + beta * c[i * ldc + j];
+    }
+  }
+}
+
+#if CURVKIT_GEMM_VECTOR
+// The host micro-kernel: a kGemmMr x NR tile of sum_q op(A)(i, q) panel(q, j) in 2 * kGemmMr
+// vector registers.  Rows past mr re-read row mr-1 (their results are discarded), so A is never
+// read out of bounds.
+template <class T>
+inline void micro_tile(index_t kc, Strided<const T> a, index_t mr, const T* panel, T* acc) {
+  typedef T vec __attribute__((vector_size(kGemmVectorBytes)));
+  constexpr int W = kGemmVectorBytes / int(sizeof(T));
+  const T* row[kGemmMr];
+  for (int i = 0; i < kGemmMr; ++i) row[i] = a.p + (i < mr ? i : mr - 1) * a.rs;
+  vec c[kGemmMr][2];
+  for (int i = 0; i < kGemmMr; ++i) c[i][0] = c[i][1] = vec{};
+  for (index_t q = 0; q < kc; ++q) {
+    vec b0, b1;
+    std::memcpy(&b0, panel + q * 2 * W, sizeof(vec));
+    std::memcpy(&b1, panel + q * 2 * W + W, sizeof(vec));
+    const index_t off = q * a.cs;
+#pragma GCC unroll 6
+    for (int i = 0; i < kGemmMr; ++i) {
+      const T ai = row[i][off];
+      c[i][0] += ai * b0;
+      c[i][1] += ai * b1;
+    }
+  }
+  for (int i = 0; i < kGemmMr; ++i) {
+    std::memcpy(acc + i * 2 * W, &c[i][0], sizeof(vec));
+    std::memcpy(acc + i * 2 * W + W, &c[i][1], sizeof(vec));
+  }
+}
+#else
+template <class T>
+CURVKIT_HD void micro_tile(index_t kc, Strided<const T> a, index_t mr, const T* panel, T* acc) {
+  constexpr index_t NR = kGemmNr<T>;
+  for (index_t i = 0; i < kGemmMr * NR; ++i) acc[i] = T(0);
+  for (index_t i = 0; i < mr; ++i)
+    for (index_t q = 0; q < kc; ++q) {
+      const T ai = a.p[i * a.rs + q * a.cs];
+      for (index_t j = 0; j < NR; ++j) acc[i * NR + j] += ai * panel[q * NR + j];
+    }
+}
+#endif
+
+}  // namespace gemm_detail
+
+/// C(0:m, 0:n) = alpha op(A)(0:m, 0:k) op(B)(0:k, 0:n) + beta C, with beta == 0 not reading C.
+/// `pack` holds gemm_pack_elements<T>(n, k) elements.  With `lower`, only elements with
+/// i + diag >= j are written (and tiles entirely above that line are skipped).
+template <class T>
+CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<const T> a,
+                           Strided<const T> b, T beta, T* c, index_t ldc, T* pack,
+                           bool lower = false, index_t diag = 0) {
+  constexpr index_t MR = kGemmMr, NR = kGemmNr<T>;
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {  // C = beta C
+    for (index_t i = 0; i < m; ++i)
+      for (index_t j = 0; j < n; ++j)
+        if (!lower || i + diag >= j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  alignas(64) T acc[MR * NR];
+  for (index_t jc = 0; jc < n; jc += kGemmNc) {
+    const index_t nc = n - jc < kGemmNc ? n - jc : kGemmNc;
+    // Rows above the first one that reaches column jc are not written at all when `lower`.
+    const index_t i_first = lower && jc - diag > 0 ? (jc - diag) / MR * MR : 0;
+    if (i_first >= m) break;
+    for (index_t pc = 0; pc < k; pc += kGemmKc) {
+      const index_t kc = k - pc < kGemmKc ? k - pc : kGemmKc;
+      const T beta_pc = pc == 0 ? beta : T(1);
+      gemm_detail::pack_b(kc, nc, b.at(pc, jc), pack);
+      for (index_t i0 = i_first; i0 < m; i0 += MR) {
+        const index_t mr = m - i0 < MR ? m - i0 : MR;
+        for (index_t j0 = 0; j0 < nc; j0 += NR) {
+          const index_t col = jc + j0;
+          if (lower && i0 + mr - 1 + diag < col) break;  // this tile and the rest: above
+          const index_t nr = nc - j0 < NR ? nc - j0 : NR;
+#if CURVKIT_GEMM_VECTOR
+          // C tiles are rows far apart: fetch them while the micro-kernel computes.
+          for (index_t i = 0; i < mr; ++i) {
+            __builtin_prefetch(c + (i0 + i) * ldc + col, 1);
+            __builtin_prefetch(c + (i0 + i) * ldc + col + nr - 1, 1);
+          }
+#endif
+          gemm_detail::micro_tile(kc, a.at(i0, pc), mr, pack + j0 * kc, acc);
+          gemm_detail::store_tile(acc, mr, nr, alpha, beta_pc, c + i0 * ldc + col, ldc, lower,
+                                  i0 + diag - col);
+        }
+      }
+    }
+  }
+}
+
+/// C = alpha A B + beta C for compile-time M x K times K x N (row-major, leading dimensions
+/// lda, ldb, ldc); beta == 0 does not read C.
+template <int M, int N, int K, class T>
+CURVKIT_HD_INLINE void gemm_fixed(T alpha, const T* a, index_t lda, const T* b, index_t ldb,
+                                  T beta, T* c, index_t ldc) {
+  for (int i = 0; i < M; ++i) {
+    T row[N];
+    for (int j = 0; j < N; ++j) row[j] = T(0);
+    for (int q = 0; q < K; ++q) {
+      const T aiq = a[i * lda + q];
+      for (int j = 0; j < N; ++j) row[j] += aiq * b[q * ldb + j];
+    }
+    for (int j = 0; j < N; ++j)
+      c[i * ldc + j] = beta == T(0) ? alpha * row[j] : alpha * row[j] + beta * c[i * ldc + j];
+  }
+}
+
+}  // namespace curvkit::device

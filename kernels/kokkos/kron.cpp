@@ -1,0 +1,381 @@
+// Kokkos backend of the Kronecker family (gemm.hpp, kron.hpp).
+//
+// Every product is a GemmJob: a two-level batch of strided products C = alpha sum_t op(A_t)
+// op(B_t) + beta C, cut into work items of one kBlockRows x kBlockCols block of one C.  A work
+// item runs device::gemm_block (packed, register-tiled on the host) with its packing buffer in
+// Kokkos team scratch, so no Context workspace is needed.  GEMM and SYRK are jobs of one term;
+// a mode product is a job over (tensor, slab) with no permutation of the tensor; a mode Gram is
+// a SYRK job whose terms are the slabs of the unfolding (or its columns, whichever gives the
+// longer inner dimension).  kron_apply's inverse form fuses its two products per block of rows
+// (the intermediate block lives in scratch); the Cholesky form is a column-block triangular
+// pass and a row-block triangular pass.  On a GPU execution space each work item is one
+// thread: correct, but the native CUDA backend is the fast path there.  Grouped calls launch
+// once per group.
+#include <algorithm>
+#include <cmath>
+
+#include "compat.hpp"
+#include "curvkit/device/cholesky.hpp"
+#include "curvkit/device/gemm.hpp"
+#include "kron_backends.hpp"
+
+namespace curvkit::kokkos {
+namespace {
+
+using device::Strided;
+
+constexpr index_t kBlockRows = 96;   // a multiple of device::kGemmMr
+constexpr index_t kBlockCols = 256;  // a multiple of device::kGemmNc
+constexpr index_t kSolveCols = 64;   // columns per work item of the left triangular pass
+constexpr index_t kSolveRows = 16;   // rows per work item of the right triangular pass
+
+KOKKOS_INLINE_FUNCTION index_t imin(index_t a, index_t b) {
+  return a < b ? a : b;
+}
+index_t blocks(index_t n, index_t b) {
+  return (n + b - 1) / b;
+}
+
+// op(X) of a row-major matrix with leading dimension ld, and op(X)^T.
+template <class T>
+Strided<const T> operand(const T* p, index_t ld, Op op) {
+  return op == Op::none ? Strided<const T>{p, ld, 1} : Strided<const T>{p, 1, ld};
+}
+template <class T>
+Strided<const T> operand_t(const T* p, index_t ld, Op op) {
+  return op == Op::none ? Strided<const T>{p, 1, ld} : Strided<const T>{p, ld, 1};
+}
+
+template <class T>
+struct GemmJob {
+  index_t m = 0, n = 0, k = 0;
+  T alpha = 1, beta = 0;
+  Strided<const T> a{}, b{};
+  index_t a_s0 = 0, a_s1 = 0, a_st = 0;  // offsets per outer / inner batch index and per term
+  index_t b_s0 = 0, b_s1 = 0, b_st = 0;
+  T* c = nullptr;
+  index_t ldc = 0, c_s0 = 0, c_s1 = 0;
+  index_t n0 = 0, n1 = 1;  // batch = n0 x n1
+  index_t terms = 1;
+  bool lower = false, mirror = false;
+  index_t row_blocks = 0, col_blocks = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
+    const index_t per = row_blocks * col_blocks;
+    const index_t batch = w / per, r = w % per;
+    const index_t i0 = (r / col_blocks) * kBlockRows, j0 = (r % col_blocks) * kBlockCols;
+    const index_t mb = imin(kBlockRows, m - i0), nb = imin(kBlockCols, n - j0);
+    if (lower && j0 > i0 + mb - 1) return;  // entirely above the diagonal
+    const index_t o = batch / n1, in = batch % n1;
+    T* cb = c + o * c_s0 + in * c_s1;
+    T* pack = static_cast<T*>(scratch);
+    const index_t nt = terms > 0 ? terms : 1, kk = terms > 0 ? k : 0;
+    for (index_t t = 0; t < nt; ++t) {
+      Strided<const T> at{a.p + o * a_s0 + in * a_s1 + t * a_st, a.rs, a.cs};
+      Strided<const T> bt{b.p + o * b_s0 + in * b_s1 + t * b_st, b.rs, b.cs};
+      device::gemm_block(mb, nb, kk, alpha, at.at(i0, 0), bt.at(0, j0), t == 0 ? beta : T(1),
+                         cb + i0 * ldc + j0, ldc, pack, lower, i0 - j0);
+    }
+    if (mirror)
+      for (index_t i = i0; i < i0 + mb; ++i)
+        for (index_t j = j0; j < imin(j0 + nb, i); ++j) cb[j * ldc + i] = cb[i * ldc + j];
+  }
+
+  void run(const Context& ctx, const char* label) {
+    if (m <= 0 || n <= 0 || n0 * n1 <= 0) return;
+    row_blocks = blocks(m, kBlockRows);
+    col_blocks = blocks(n, kBlockCols);
+    const std::size_t bytes =
+        sizeof(T) * static_cast<std::size_t>(device::gemm_pack_elements<T>(imin(n, kBlockCols), k));
+    for_each_with_scratch(exec_space(ctx), label, n0 * n1 * row_blocks * col_blocks, bytes, *this);
+  }
+};
+
+// out rows [i0, i0+mb) = alpha (Gf rows) grad Af, the intermediate block in scratch.
+template <class T>
+struct KronInverse {
+  MatrixBatch<const T> g, a, x;
+  MatrixBatch<T> out;
+  T alpha;
+  index_t row_blocks;
+  index_t pack_elems;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
+    const index_t b = w / row_blocks, i0 = (w % row_blocks) * kBlockRows;
+    const index_t d_out = x.rows, d_in = x.cols, mb = imin(kBlockRows, d_out - i0);
+    T* pack = static_cast<T*>(scratch);
+    T* tmp = pack + pack_elems;
+    const T* gb = g.matrix(g.batch == 1 ? 0 : b);
+    const T* ab = a.matrix(a.batch == 1 ? 0 : b);
+    device::gemm_block(mb, d_in, d_out, T(1), Strided<const T>{gb + i0 * g.ld, g.ld, 1},
+                       Strided<const T>{x.matrix(b), x.ld, 1}, T(0), tmp, d_in, pack);
+    device::gemm_block(mb, d_in, d_in, alpha, Strided<const T>{tmp, d_in, 1},
+                       Strided<const T>{ab, a.ld, 1}, T(0), out.matrix(b) + i0 * out.ld, out.ld,
+                       pack);
+  }
+};
+
+// out[:, cols] = (L L^T)^{-1} grad[:, cols], L = lower triangle of g: forward then backward
+// substitution on a block of columns, each step an axpy along the contiguous columns.
+template <class T>
+struct KronLeftSolve {
+  MatrixBatch<const T> g, x;
+  MatrixBatch<T> out;
+  index_t col_blocks;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
+    const index_t b = w / col_blocks, j0 = (w % col_blocks) * kSolveCols;
+    const index_t n = x.rows, nb = imin(kSolveCols, x.cols - j0);
+    const T* l = g.matrix(g.batch == 1 ? 0 : b);
+    const T* xb = x.matrix(b) + j0;
+    T* z = out.matrix(b) + j0;
+    for (index_t i = 0; i < n; ++i) {  // L w = x
+      T* zi = z + i * out.ld;
+      CURVKIT_SIMD
+      for (index_t j = 0; j < nb; ++j) zi[j] = xb[i * x.ld + j];
+      for (index_t q = 0; q < i; ++q) {
+        const T lq = l[i * g.ld + q];
+        const T* zq = z + q * out.ld;
+        CURVKIT_SIMD
+        for (index_t j = 0; j < nb; ++j) zi[j] -= lq * zq[j];
+      }
+      const T inv = T(1) / l[i * g.ld + i];
+      CURVKIT_SIMD
+      for (index_t j = 0; j < nb; ++j) zi[j] *= inv;
+    }
+    for (index_t i = n - 1; i >= 0; --i) {  // L^T z = w
+      T* zi = z + i * out.ld;
+      const T inv = T(1) / l[i * g.ld + i];
+      CURVKIT_SIMD
+      for (index_t j = 0; j < nb; ++j) zi[j] *= inv;
+      for (index_t q = 0; q < i; ++q) {
+        const T lq = l[i * g.ld + q];
+        T* zq = z + q * out.ld;
+        CURVKIT_SIMD
+        for (index_t j = 0; j < nb; ++j) zq[j] -= lq * zi[j];
+      }
+    }
+  }
+};
+
+// out rows = alpha out rows (L L^T)^{-1}, L = lower triangle of a, row by row in place.
+template <class T>
+struct KronRightSolve {
+  MatrixBatch<const T> a;
+  MatrixBatch<T> out;
+  T alpha;
+  index_t row_blocks;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
+    const index_t b = w / row_blocks, i0 = (w % row_blocks) * kSolveRows;
+    const index_t n = out.cols;
+    const T* l = a.matrix(a.batch == 1 ? 0 : b);
+    for (index_t r = i0; r < imin(i0 + kSolveRows, out.rows); ++r) {
+      T* z = out.matrix(b) + r * out.ld;
+      for (index_t j = 0; j < n; ++j) {  // w L^T = z, i.e. L w^T = z^T: dot form
+        const T* lj = l + j * a.ld;
+        T s = z[j];
+        CURVKIT_SIMD_REDUCTION(s)
+        for (index_t q = 0; q < j; ++q) s -= lj[q] * z[q];
+        z[j] = s / lj[j];
+      }
+      for (index_t j = n - 1; j >= 0; --j) {  // y L = w, i.e. L^T y^T = w^T: axpy form
+        const T* lj = l + j * a.ld;
+        const T yj = z[j] / lj[j];
+        z[j] = yj;
+        CURVKIT_SIMD
+        for (index_t q = 0; q < j; ++q) z[q] -= lj[q] * yj;
+      }
+      CURVKIT_SIMD
+      for (index_t j = 0; j < n; ++j) z[j] *= alpha;
+    }
+  }
+};
+
+template <class T>
+struct TntNormalize {
+  MatrixBatch<T> s[kMaxTensorOrder];
+  int order;
+  int* info;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
+    double mean_trace = 0, prod = 1;
+    bool finite = true;
+    for (int i = 0; i < order; ++i) {
+      double t = 0;
+      for (index_t d = 0; d < s[i].rows; ++d) t += double(s[i](b, d, d));
+      finite = finite && t - t == 0;  // false for NaN and +-Inf
+      mean_trace += t / order;
+      prod *= double(s[i].rows);
+    }
+    info[b] = !finite ? -1 : (mean_trace > 0 ? 0 : 1);
+    if (info[b] == 1) return;
+    const double c0 = finite ? std::pow(mean_trace / prod, 1.0 / order) : 0.0;
+    for (int i = 0; i < order; ++i) {
+      const T f = finite ? T(1.0 / (std::pow(c0, double(order - 1)) * (prod / s[i].rows)))
+                         : device::quiet_nan<T>();
+      for (index_t r = 0; r < s[i].rows; ++r) {
+        T* row = s[i].matrix(b) + r * s[i].ld;
+        for (index_t c = 0; c < s[i].cols; ++c) row[c] = finite ? row[c] * f : f;
+      }
+    }
+  }
+};
+
+template <class T>
+index_t batch_stride(const MatrixBatch<T>& v) {
+  return v.batch == 1 ? 0 : v.stride;
+}
+
+}  // namespace
+
+template <class T>
+Status gemm(const Context& ctx, Op op_a, Op op_b, T alpha, GroupedBatch<const T> a,
+            GroupedBatch<const T> b, T beta, GroupedBatch<T> c) {
+  for (std::size_t g = 0; g < c.size(); ++g) {
+    GemmJob<T> job;
+    job.m = c[g].rows;
+    job.n = c[g].cols;
+    job.k = op_a == Op::none ? a[g].cols : a[g].rows;
+    job.alpha = alpha;
+    job.beta = beta;
+    job.a = operand(a[g].data, a[g].ld, op_a);
+    job.b = operand(b[g].data, b[g].ld, op_b);
+    job.a_s0 = batch_stride(a[g]);
+    job.b_s0 = batch_stride(b[g]);
+    job.c = c[g].data;
+    job.ldc = c[g].ld;
+    job.c_s0 = c[g].stride;
+    job.n0 = c[g].batch;
+    job.run(ctx, "curvkit::gemm");
+  }
+  return Status::success();
+}
+
+template <class T>
+Status syrk(const Context& ctx, Op op_a, T alpha, GroupedBatch<const T> a, T beta, GroupedBatch<T> c,
+            Fill fill) {
+  for (std::size_t g = 0; g < c.size(); ++g) {
+    GemmJob<T> job;
+    job.m = job.n = c[g].rows;
+    job.k = op_a == Op::none ? a[g].cols : a[g].rows;
+    job.alpha = alpha;
+    job.beta = beta;
+    job.a = operand(a[g].data, a[g].ld, op_a);
+    job.b = operand_t(a[g].data, a[g].ld, op_a);
+    job.a_s0 = job.b_s0 = batch_stride(a[g]);
+    job.c = c[g].data;
+    job.ldc = c[g].ld;
+    job.c_s0 = c[g].stride;
+    job.n0 = c[g].batch;
+    job.lower = true;
+    job.mirror = fill == Fill::full;
+    job.run(ctx, "curvkit::syrk");
+  }
+  return Status::success();
+}
+
+template <class T>
+Status mode_product(const Context& ctx, TensorBatch<const T> x, int mode, MatrixBatch<const T> u,
+                    TensorBatch<T> y, Op op_u) {
+  const index_t d = x.dims[mode], dp = y.dims[mode];
+  const index_t outer = x.outer(mode), inner = x.inner(mode);
+  GemmJob<T> job;
+  job.k = d;
+  job.c = y.data;
+  job.c_s0 = y.stride;
+  job.n0 = x.batch;
+  if (inner == 1) {  // Y (outer x d') = X (outer x d) op(U)^T: one product per tensor
+    job.m = outer;
+    job.n = dp;
+    job.a = {x.data, d, 1};
+    job.a_s0 = x.stride;
+    job.b = operand_t(u.data, u.ld, op_u);
+    job.b_s0 = batch_stride(u);
+    job.ldc = dp;
+  } else {  // per slab: Y_l (d' x inner) = op(U) X_l (d x inner)
+    job.m = dp;
+    job.n = inner;
+    job.a = operand(u.data, u.ld, op_u);
+    job.a_s0 = batch_stride(u);
+    job.b = {x.data, inner, 1};
+    job.b_s0 = x.stride;
+    job.b_s1 = d * inner;
+    job.ldc = inner;
+    job.c_s1 = dp * inner;
+    job.n1 = outer;
+  }
+  job.run(ctx, "curvkit::mode_product");
+  return Status::success();
+}
+
+template <class T>
+Status mode_gram(const Context& ctx, TensorBatch<const T> x, std::span<const MatrixBatch<T>> grams,
+                 const ModeGramOptions& o) {
+  for (int k = 0; k < x.order; ++k) {
+    const MatrixBatch<T>& s = grams[static_cast<std::size_t>(k)];
+    if (s.data == nullptr) continue;
+    const index_t d = x.dims[k], outer = x.outer(k), inner = x.inner(k);
+    GemmJob<T> job;
+    job.m = job.n = d;
+    job.alpha = T((1.0 - o.beta) * o.scale);
+    job.beta = T(o.beta);
+    job.a_s0 = job.b_s0 = x.stride;
+    if (inner >= outer) {  // sum over slabs l of X_l X_l^T, inner dimension `inner`
+      job.k = inner;
+      job.terms = outer;
+      job.a = {x.data, inner, 1};
+      job.b = {x.data, 1, inner};
+      job.a_st = job.b_st = d * inner;
+    } else {  // sum over columns r of A_r A_r^T, A_r(i, l) = X[l, i, r], inner dimension `outer`
+      job.k = outer;
+      job.terms = inner;
+      job.a = {x.data, inner, d * inner};
+      job.b = {x.data, d * inner, inner};
+      job.a_st = job.b_st = 1;
+    }
+    job.c = s.data;
+    job.ldc = s.ld;
+    job.c_s0 = s.stride;
+    job.n0 = x.batch;
+    job.lower = true;
+    job.mirror = o.fill == Fill::full;
+    job.run(ctx, "curvkit::mode_gram");
+  }
+  return Status::success();
+}
+
+template <class T>
+Status tnt_normalize(const Context& ctx, std::span<const MatrixBatch<T>> grams, int* info) {
+  TntNormalize<T> f{};
+  f.order = static_cast<int>(grams.size());
+  for (int i = 0; i < f.order; ++i) f.s[i] = grams[static_cast<std::size_t>(i)];
+  f.info = info;
+  for_each_index(exec_space(ctx), "curvkit::tnt_normalize", grams[0].batch, f);
+  return Status::success();
+}
+
+template <class T>
+Status kron_apply(const Context& ctx, GroupedBatch<const T> g_factor, GroupedBatch<const T> a_factor,
+                  GroupedBatch<const T> grad, GroupedBatch<T> out, const KronApplyOptions& o) {
+  const ExecSpace space = exec_space(ctx);
+  for (std::size_t l = 0; l < grad.size(); ++l) {
+    const index_t batch = grad[l].batch, d_out = grad[l].rows, d_in = grad[l].cols;
+    if (batch == 0 || d_out == 0 || d_in == 0) continue;
+    if (o.form == KronFactor::inverse) {
+      const index_t rb = blocks(d_out, kBlockRows);
+      const index_t pack = std::max(device::gemm_pack_elements<T>(d_in, d_out),
+                                    device::gemm_pack_elements<T>(d_in, d_in));
+      KronInverse<T> f{g_factor[l], a_factor[l], grad[l], out[l], T(o.alpha), rb, pack};
+      const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(pack + kBlockRows * d_in);
+      for_each_with_scratch(space, "curvkit::kron_apply", batch * rb, bytes, f);
+    } else {
+      const index_t cb = blocks(d_in, kSolveCols), rb = blocks(d_out, kSolveRows);
+      for_each_index(space, "curvkit::kron_apply_left", batch * cb,
+                     KronLeftSolve<T>{g_factor[l], grad[l], out[l], cb});
+      for_each_index(space, "curvkit::kron_apply_right", batch * rb,
+                     KronRightSolve<T>{a_factor[l], out[l], T(o.alpha), rb});
+    }
+  }
+  return Status::success();
+}
+
+}  // namespace curvkit::kokkos
+
+CURVKIT_INSTANTIATE_KRON_BACKEND(kokkos)
