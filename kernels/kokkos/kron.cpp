@@ -60,6 +60,13 @@ struct GemmJob {
   bool lower = false, mirror = false;
   index_t row_blocks = 0, col_blocks = 0;
 
+  // Small products (every dimension <= kSmall) pack into a stack buffer: no team, no scratch.
+  static constexpr index_t kSmall = 32;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
+    T pack[kSmall * kSmall];
+    (*this)(w, pack);
+  }
+
   KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
     const index_t per = row_blocks * col_blocks;
     const index_t batch = w / per, r = w % per;
@@ -70,9 +77,15 @@ struct GemmJob {
     T* cb = c + o * c_s0 + in * c_s1;
     T* pack = static_cast<T*>(scratch);
     const index_t nt = terms > 0 ? terms : 1, kk = terms > 0 ? k : 0;
+    // Narrow products (n <= 8) waste most of the 16-column micro-kernel: the row kernel wins.
+    const bool small = !lower && m <= device::kGemmSmall && n <= 8 && kk <= device::kGemmSmall;
     for (index_t t = 0; t < nt; ++t) {
       Strided<const T> at{a.p + o * a_s0 + in * a_s1 + t * a_st, a.rs, a.cs};
       Strided<const T> bt{b.p + o * b_s0 + in * b_s1 + t * b_st, b.rs, b.cs};
+      if (small) {
+        device::gemm_small(mb, nb, kk, alpha, at, bt, t == 0 ? beta : T(1), cb, ldc, pack);
+        continue;
+      }
       device::gemm_block(mb, nb, kk, alpha, at.at(i0, 0), bt.at(0, j0), t == 0 ? beta : T(1),
                          cb + i0 * ldc + j0, ldc, pack, lower, i0 - j0);
     }
@@ -85,8 +98,12 @@ struct GemmJob {
     if (m <= 0 || n <= 0 || n0 * n1 <= 0) return;
     row_blocks = blocks(m, kBlockRows);
     col_blocks = blocks(n, kBlockCols);
-    const std::size_t bytes =
-        sizeof(T) * static_cast<std::size_t>(device::gemm_pack_elements<T>(imin(n, kBlockCols), k));
+    const index_t pack = device::gemm_pack_elements<T>(imin(n, kBlockCols), k);
+    if (pack <= kSmall * kSmall || (m <= kSmall && n <= kSmall && k <= kSmall)) {
+      for_each_index(exec_space(ctx), label, n0 * n1 * row_blocks * col_blocks, *this);
+      return;
+    }
+    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(pack);
     for_each_with_scratch(exec_space(ctx), label, n0 * n1 * row_blocks * col_blocks, bytes, *this);
   }
 };

@@ -183,6 +183,59 @@ CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<con
   }
 }
 
+/// Largest m, n and k gemm_small takes.
+inline constexpr index_t kGemmSmall = 32;
+
+namespace gemm_detail {
+// C rows = alpha A rows B (+ beta C) with B packed as k rows of PW columns (zero padded); rows
+// in groups of R so that R * PW / W accumulators stay in registers (host: vectorised by the
+// fixed-width inner loops).
+template <class T, int PW, int R>
+CURVKIT_HD void small_rows(index_t m, index_t n, index_t k, T alpha, Strided<const T> a,
+                           const T* bp, T beta, T* c, index_t ldc) {
+  for (index_t i0 = 0; i0 < m; i0 += R) {
+    T acc[R][PW];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < PW; ++j) acc[r][j] = T(0);
+    const index_t rows = m - i0 < R ? m - i0 : R;
+    for (index_t q = 0; q < k; ++q) {
+      const T* bq = bp + q * PW;
+      for (int r = 0; r < R; ++r) {
+        const T ar = a.p[(i0 + (r < rows ? r : 0)) * a.rs + q * a.cs];
+        CURVKIT_SIMD
+        for (int j = 0; j < PW; ++j) acc[r][j] += ar * bq[j];
+      }
+    }
+    for (index_t r = 0; r < rows; ++r) {
+      T* cr = c + (i0 + r) * ldc;
+      if (beta == T(0)) {
+        for (index_t j = 0; j < n; ++j) cr[j] = alpha * acc[r][j];
+      } else {
+        for (index_t j = 0; j < n; ++j) cr[j] = alpha * acc[r][j] + beta * cr[j];
+      }
+    }
+  }
+}
+}  // namespace gemm_detail
+
+/// gemm_block for m, n, k <= kGemmSmall (the batched tiny products of K-FAC/TNT factors): B is
+/// copied once into `pack` (kGemmSmall^2 elements) padded to 8, 16 or 32 columns, then each
+/// group of rows accumulates in registers.  No `lower` option.
+template <class T>
+CURVKIT_HD void gemm_small(index_t m, index_t n, index_t k, T alpha, Strided<const T> a,
+                           Strided<const T> b, T beta, T* c, index_t ldc, T* pack) {
+  if (m <= 0 || n <= 0) return;
+  const int pw = n <= 8 ? 8 : (n <= 16 ? 16 : 32);
+  for (index_t q = 0; q < k; ++q)
+    for (index_t j = 0; j < pw; ++j) pack[q * pw + j] = j < n ? b(q, j) : T(0);
+  if (pw == 8)
+    gemm_detail::small_rows<T, 8, 4>(m, n, k, alpha, a, pack, beta, c, ldc);
+  else if (pw == 16)
+    gemm_detail::small_rows<T, 16, 4>(m, n, k, alpha, a, pack, beta, c, ldc);
+  else
+    gemm_detail::small_rows<T, 32, 2>(m, n, k, alpha, a, pack, beta, c, ldc);
+}
+
 /// C = alpha A B + beta C for compile-time M x K times K x N (row-major, leading dimensions
 /// lda, ldb, ldc); beta == 0 does not read C.
 template <int M, int N, int K, class T>
