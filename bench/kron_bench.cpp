@@ -326,7 +326,10 @@ void register_all() {
   for (const std::vector<index_t>& dims :
        {std::vector<index_t>{64, 64, 64, 64}, std::vector<index_t>{512, 512, 3, 3}}) {
     std::string name;
-    for (index_t d : dims) name += (name.empty() ? "" : "x") + std::to_string(d);
+    for (index_t d : dims) {
+      if (!name.empty()) name += 'x';
+      name += std::to_string(d);
+    }
     add("mode_chain/kokkos/float/dims:" + name,
         [=](benchmark::State& st) { bm_chain(st, Tool::curvkit, dims); });
 #if CURVKIT_BENCH_HAVE_LAPACKE
