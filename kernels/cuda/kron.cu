@@ -14,8 +14,8 @@
 //                  combinations).  Symmetric results (syrk, mode_gram) skip the tiles above the
 //                  diagonal and write the strict upper triangle, for Fill::full, from the same
 //                  register as the lower one (an exact mirror).
-//   larger         cuBLAS (strided batched GEMM, SYRK), which for these sizes beats any kernel
-//                  worth keeping here.  Row-major C = op(A) op(B) is column-major
+//   larger         cuBLAS (strided batched GEMM, SYRK): from this size on its tuned, register-
+//                  blocked kernels are the right tool.  Row-major C = op(A) op(B) is column-major
 //                  C^T = op(B)^T op(A)^T, so the operands swap; a row-major lower triangle is a
 //                  column-major upper one.  A two-level batch whose offsets do not compose into
 //                  one stride becomes one call per outer index (at most 16 calls, else the
@@ -73,10 +73,10 @@ constexpr double kBlasWork = 262144.0;    // m n k of one matrix from which cuBL
 constexpr index_t kBlasCalls = 16;        // most cuBLAS calls one batched product is split into
 constexpr int kKronThreads = 256;         // fused kron_apply kernel
 constexpr int kKronWarps = kKronThreads / 32;
-constexpr int kFusedInverse = 64;  // largest d_out, d_in of the fused inverse-form kernel
+constexpr int kFusedInverse = 64;      // largest d_out, d_in of the fused inverse-form kernel
 constexpr index_t kFusedMinBatch = 4;  // fused Cholesky form beyond 64: batches from this size
-constexpr int kTntMax = 16;        // most matrices per variable in tnt_normalize
-constexpr int kTntRows = 32;       // rows (of all K matrices of a variable) per pass-1 block
+constexpr int kTntMax = 16;            // most matrices per variable in tnt_normalize
+constexpr int kTntRows = 32;           // rows (of all K matrices of a variable) per pass-1 block
 constexpr int kTntThreads = 256;
 
 // ---- device code ------------------------------------------------------------------------------
@@ -210,9 +210,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 // Strict upper triangle <- strict lower triangle (after a cuBLAS SYRK with Fill::full).  One
 // block per 32 x 32 tile pair, through shared memory: rows are read and written contiguously.
 template <class T>
-__global__ void __launch_bounds__(256)
-    mirror_kernel(T* c, index_t n, index_t ld, index_t so, index_t si, index_t ninner,
-                  index_t first) {
+__global__ void __launch_bounds__(256) mirror_kernel(T* c, index_t n, index_t ld, index_t so,
+                                                     index_t si, index_t ninner, index_t first) {
   __shared__ T tile[32][33];
   const index_t tiles = (n + 31) / 32;
   const index_t blk = first + blockIdx.x;
@@ -351,8 +350,8 @@ __device__ void left_solves(T* m, int r, int c, const T* f, int ldf) {
 // One block per matrix: out = alpha G^{-1} grad A^{-1} with grad and one factor at a time in
 // shared memory (M: r x c, then F: max(r, c) rows of ldf).
 template <class T, bool kCholesky>
-__global__ void __launch_bounds__(kKronThreads) kron_fused_kernel(const KronJob<T> job,
-                                                                  const index_t first) {
+__global__ void __launch_bounds__(kKronThreads)
+    kron_fused_kernel(const KronJob<T> job, const index_t first) {
   extern __shared__ __align__(16) unsigned char kron_smem[];
   T* m = reinterpret_cast<T*>(kron_smem);
   T* f = m + job.r * job.c;
@@ -605,24 +604,22 @@ cublasOperation_t blas_op(bool trans) {
   return trans ? CUBLAS_OP_T : CUBLAS_OP_N;
 }
 
-cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
-                            index_t m, index_t n, index_t k, const float* alpha, const float* a,
-                            index_t lda, index_t sa, const float* b, index_t ldb, index_t sb,
-                            const float* beta, float* c, index_t ldc, index_t sc, index_t count) {
+cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, index_t m,
+                            index_t n, index_t k, const float* alpha, const float* a, index_t lda,
+                            index_t sa, const float* b, index_t ldb, index_t sb, const float* beta,
+                            float* c, index_t ldc, index_t sc, index_t count) {
   return cublasSgemmStridedBatched_64(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c,
                                       ldc, sc, count);
 }
-cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
-                            index_t m, index_t n, index_t k, const double* alpha, const double* a,
-                            index_t lda, index_t sa, const double* b, index_t ldb, index_t sb,
-                            const double* beta, double* c, index_t ldc, index_t sc,
-                            index_t count) {
+cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, index_t m,
+                            index_t n, index_t k, const double* alpha, const double* a, index_t lda,
+                            index_t sa, const double* b, index_t ldb, index_t sb,
+                            const double* beta, double* c, index_t ldc, index_t sc, index_t count) {
   return cublasDgemmStridedBatched_64(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c,
                                       ldc, sc, count);
 }
-cublasStatus_t syrk(cublasHandle_t h, cublasOperation_t t, index_t n, index_t k,
-                    const float* alpha, const float* a, index_t lda, const float* beta, float* c,
-                    index_t ldc) {
+cublasStatus_t syrk(cublasHandle_t h, cublasOperation_t t, index_t n, index_t k, const float* alpha,
+                    const float* a, index_t lda, const float* beta, float* c, index_t ldc) {
   return cublasSsyrk_64(h, CUBLAS_FILL_MODE_UPPER, t, n, k, alpha, a, lda, beta, c, ldc);
 }
 cublasStatus_t syrk(cublasHandle_t h, cublasOperation_t t, index_t n, index_t k,
@@ -648,8 +645,7 @@ cublasStatus_t trsm(cublasHandle_t h, cublasSideMode_t side, cublasOperation_t t
 template <class T, int BM, int BN, int TM, int TN>
 cudaError_t launch_tile_config(const GemmJob<T>& job, cudaStream_t st) {
   constexpr int NT = (BM / TM) * (BN / TN);
-  const index_t total =
-      job.nouter * job.ninner * ((job.m + BM - 1) / BM) * ((job.n + BN - 1) / BN);
+  const index_t total = job.nouter * job.ninner * ((job.m + BM - 1) / BM) * ((job.n + BN - 1) / BN);
   for (index_t first = 0; first < total; first += kMaxGrid) {
     tile_gemm_kernel<T, BM, BN, TM, TN><<<grid_of(total - first), NT, 0, st>>>(job, first);
     if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
@@ -722,8 +718,8 @@ Status blas_syrk(const char* op, const GemmJob<T>& job, cudaStream_t st, bool* d
   if (job.tri == Tri::mirror) {
     const index_t tiles = (job.m + 31) / 32, total = nmat * tiles * tiles;
     for (index_t first = 0; first < total; first += kMaxGrid) {
-      mirror_kernel<T><<<grid_of(total - first), 256, 0, st>>>(
-          job.c, job.m, job.ldc, job.cso, job.csi, job.ninner, first);
+      mirror_kernel<T><<<grid_of(total - first), 256, 0, st>>>(job.c, job.m, job.ldc, job.cso,
+                                                               job.csi, job.ninner, first);
       if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return finish(op, e);
     }
   }
@@ -765,9 +761,31 @@ bool fused_cholesky(index_t r, index_t c, index_t batch, std::size_t bytes, int 
          ((r <= kFusedInverse && c <= kFusedInverse) || batch >= kFusedMinBatch);
 }
 
+template <class T>
+KronJob<T> kron_job(const MatrixBatch<const T>& g, const MatrixBatch<const T>& a,
+                    const MatrixBatch<const T>& x, const MatrixBatch<T>& y, T alpha) {
+  KronJob<T> j;
+  j.g = g.data;
+  j.ldg = g.ld;
+  j.sg = g.batch == 1 ? 0 : g.stride;  // batch 1: one factor for every matrix
+  j.a = a.data;
+  j.lda = a.ld;
+  j.sa = a.batch == 1 ? 0 : a.stride;
+  j.x = x.data;
+  j.ldx = x.ld;
+  j.sx = x.stride;
+  j.y = y.data;
+  j.ldy = y.ld;
+  j.sy = y.stride;
+  j.r = int(x.rows);
+  j.c = int(x.cols);
+  j.ldf = int(std::max(x.rows, x.cols) | 1);
+  j.alpha = alpha;
+  return j;
+}
+
 template <class T, bool kCholesky>
-cudaError_t launch_fused(const KronJob<T>& job, index_t batch, std::size_t bytes,
-                         cudaStream_t st) {
+cudaError_t launch_fused(const KronJob<T>& job, index_t batch, std::size_t bytes, cudaStream_t st) {
   auto* kernel = kron_fused_kernel<T, kCholesky>;
   if (const cudaError_t e = allow_smem(kernel, bytes); e != cudaSuccess) return e;
   for (index_t first = 0; first < batch; first += kMaxGrid) {
@@ -786,7 +804,7 @@ Status blas_cholesky(const char* op, MatrixBatch<const T> g, MatrixBatch<const T
   const index_t r = x.rows, c = x.cols, rows = x.batch * r;
   for (index_t first = 0; first < rows; first += kMaxGrid) {
     scale_copy_kernel<T><<<grid_of(rows - first), 256, 0, st>>>(x.data, x.ld, x.stride, y.data,
-                                                               y.ld, y.stride, r, c, alpha, first);
+                                                                y.ld, y.stride, r, c, alpha, first);
     if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return finish(op, e);
   }
   Blas blas;
@@ -796,8 +814,8 @@ Status blas_cholesky(const char* op, MatrixBatch<const T> g, MatrixBatch<const T
     const T* lg = g.data + (g.batch == 1 ? 0 : b * g.stride);
     const T* la = a.data + (a.batch == 1 ? 0 : b * a.stride);
     T* yb = y.data + b * y.stride;
-    cublasStatus_t e = trsm(blas.handle(), CUBLAS_SIDE_RIGHT, CUBLAS_OP_N, c, r, &one, lg, g.ld,
-                            yb, y.ld);  // out <- L_G^{-1} out
+    cublasStatus_t e = trsm(blas.handle(), CUBLAS_SIDE_RIGHT, CUBLAS_OP_N, c, r, &one, lg, g.ld, yb,
+                            y.ld);  // out <- L_G^{-1} out
     if (e == CUBLAS_STATUS_SUCCESS)
       e = trsm(blas.handle(), CUBLAS_SIDE_RIGHT, CUBLAS_OP_T, c, r, &one, lg, g.ld, yb,
                y.ld);  // out <- L_G^{-T} out
@@ -1044,13 +1062,7 @@ Status kron_apply(const Context& ctx, GroupedBatch<const T> g_factor,
     CURVKIT_RETURN_IF_ERROR(check_group(op, y, "out", groups, l));
     const std::size_t bytes = fused_bytes(r, c, sizeof(T));
     if (chol ? fused_cholesky(r, c, x.batch, bytes, limit) : fused_inverse(r, c)) {
-      const index_t d = std::max(r, c);
-      const KronJob<T> job{g.data, g.ld,     g.batch == 1 ? 0 : g.stride,
-                           a.data, a.ld,     a.batch == 1 ? 0 : a.stride,
-                           x.data, x.ld,     x.stride,
-                           y.data, y.ld,     y.stride,
-                           int(r), int(c),   int(d | 1),
-                           alpha};
+      const KronJob<T> job = kron_job(g, a, x, y, alpha);
       const cudaError_t e = chol ? launch_fused<T, true>(job, x.batch, bytes, st)
                                  : launch_fused<T, false>(job, x.batch, bytes, st);
       CURVKIT_RETURN_IF_ERROR(finish(op, e));
@@ -1096,5 +1108,4 @@ CURVKIT_INSTANTIATE_KRON_BACKEND(cuda)
 template std::size_t curvkit::cuda::kron_apply_workspace_size<float>(
     const curvkit::Context&, curvkit::GroupedBatch<const float>, const curvkit::KronApplyOptions&);
 template std::size_t curvkit::cuda::kron_apply_workspace_size<double>(
-    const curvkit::Context&, curvkit::GroupedBatch<const double>,
-    const curvkit::KronApplyOptions&);
+    const curvkit::Context&, curvkit::GroupedBatch<const double>, const curvkit::KronApplyOptions&);

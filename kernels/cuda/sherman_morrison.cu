@@ -1191,7 +1191,7 @@ const void* data_of(const MatrixBatch<U>& v) {
 }
 
 cudaStream_t stream_of(const Context& ctx) {
-  return stream_of(ctx);
+  return static_cast<cudaStream_t>(ctx.cuda_stream());
 }
 
 // A one-block-per-matrix kernel with `bytes` of dynamic shared memory on ctx's stream.
