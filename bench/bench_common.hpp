@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <random>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -104,6 +105,20 @@ class HostBuffer {
   T* data_ = nullptr;
   std::size_t count_ = 0;
 };
+
+/// Registers a CPU case timed in wall-clock milliseconds.
+template <class F>
+void add(const std::string& name, F f) {
+  benchmark::RegisterBenchmark(name.c_str(), f)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+/// Gaussian entries times `scale`, reproducible from `seed`.
+template <class T>
+void fill_gaussian(HostBuffer<T>& b, double scale, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<T>(scale * g(rng));
+}
 
 /// Pushes the last case's data out of the CPU caches by streaming a buffer larger than the
 /// L3 (32 MB here); called between iterations, outside the timed region.

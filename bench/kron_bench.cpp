@@ -43,13 +43,6 @@ extern "C" void openblas_set_num_threads(int num_threads);
 namespace curvkit::bench {
 namespace {
 
-template <class T>
-void fill_gaussian(HostBuffer<T>& b, double scale, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> g;
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<T>(scale * g(rng));
-}
-
 // Batch for the small-product cases: the range 1e3..1e5, at least 64 MB of operands
 // where that stays inside it.
 index_t small_batch(index_t n) {
@@ -287,11 +280,6 @@ void bm_kron_apply(benchmark::State& st, KronTool tool, KronFactor form) {
 }
 
 // ---- registration -------------------------------------------------------------------------------
-
-template <class F>
-void add(const std::string& name, F f) {
-  benchmark::RegisterBenchmark(name.c_str(), f)->Unit(benchmark::kMillisecond)->UseRealTime();
-}
 
 template <class T>
 void register_small() {

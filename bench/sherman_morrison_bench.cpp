@@ -46,13 +46,6 @@ extern "C" void openblas_set_num_threads(int num_threads);
 namespace curvkit::bench {
 namespace {
 
-template <class T>
-void fill_gaussian(HostBuffer<T>& b, double scale, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> g;
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<T>(scale * g(rng));
-}
-
 // ---- rank-1 chains ----------------------------------------------------------------------------
 
 // Batch so that the H's alone occupy >= 64 MB (the chain streams them once).
@@ -351,11 +344,6 @@ void bm_lbfgs(benchmark::State& st, LbfgsKind kind, index_t d, index_t p, index_
 }
 
 // ---- registration -------------------------------------------------------------------------------
-
-template <class F>
-void add(const std::string& name, F f) {
-  benchmark::RegisterBenchmark(name.c_str(), f)->Unit(benchmark::kMillisecond)->UseRealTime();
-}
 
 template <class T>
 void register_scalar() {

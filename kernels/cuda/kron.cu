@@ -61,6 +61,7 @@
 #include <string>
 
 #include "checks.hpp"
+#include "host_common.cuh"
 #include "kron_backends.hpp"
 
 namespace curvkit::cuda {
@@ -501,17 +502,8 @@ __global__ void __launch_bounds__(kTntThreads)
 
 // ---- host side --------------------------------------------------------------------------------
 
-cudaStream_t stream_of(const Context& ctx) {
-  return static_cast<cudaStream_t>(ctx.cuda_stream());
-}
-
 unsigned grid_of(index_t blocks) {
   return unsigned(std::min(blocks, kMaxGrid));
-}
-
-Status finish(const char* op, cudaError_t e) {
-  if (e == cudaSuccess) e = cudaGetLastError();
-  return e == cudaSuccess ? Status::success() : Status::backend_error(op, cudaGetErrorString(e));
 }
 
 Status blas_error(const char* op, cublasStatus_t e) {
@@ -519,38 +511,11 @@ Status blas_error(const char* op, cublasStatus_t e) {
       op, "cublas status " + std::to_string(int(e)) + " (" + cublasGetStatusName(e) + ")");
 }
 
-cudaError_t smem_limit(int* bytes) {
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess)
-    e = cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  return e;
-}
-
-template <class K>
-cudaError_t allow_smem(K* kernel, std::size_t bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
-}
-
-// Every pointer the kernels dereference must be device (or managed) memory.
-Status check_pointer(const char* op, const void* p, const std::string& what) {
-  cudaPointerAttributes attr{};
-  const cudaError_t e = cudaPointerGetAttributes(&attr, p);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();  // the caller's argument, not a sticky error
-    if (e != cudaErrorInvalidValue) return Status::backend_error(op, cudaGetErrorString(e));
-  }
-  if (e != cudaSuccess || (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged))
-    return Status::invalid_argument(op, what + " must be device memory for the cuda backend");
-  return Status::success();
-}
-
 template <class U>
 Status check_group(const char* op, const MatrixBatch<U>& v, const char* name, std::size_t groups,
                    std::size_t g) {
   if (v.extent() == 0) return Status::success();
-  return check_pointer(op, v.data, detail::view_name(name, groups > 1, g) + ".data");
+  return check_device_pointer(op, v.data, detail::view_name(name, groups > 1, g) + ".data");
 }
 
 // ---- cuBLAS -------------------------------------------------------------------------------------
@@ -904,8 +869,8 @@ Status mode_product(const Context& ctx, TensorBatch<const T> x, int mode, Matrix
   const char* op = "mode_product";
   if (x.batch == 0 || y.size() == 0) return Status::success();
   CURVKIT_RETURN_IF_ERROR(check_group(op, u, "u", 1, 0));
-  if (x.extent() > 0) CURVKIT_RETURN_IF_ERROR(check_pointer(op, x.data, "x.data"));
-  CURVKIT_RETURN_IF_ERROR(check_pointer(op, y.data, "y.data"));
+  if (x.extent() > 0) CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, x.data, "x.data"));
+  CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, y.data, "y.data"));
   const index_t d = x.dims[mode], dp = y.dims[mode], outer = x.outer(mode), inner = x.inner(mode);
   const index_t su = u.batch == 1 ? 0 : u.stride;
   GemmJob<T> job;
@@ -950,7 +915,7 @@ Status mode_gram(const Context& ctx, TensorBatch<const T> x, std::span<const Mat
                  const ModeGramOptions& options) {
   const char* op = "mode_gram";
   if (x.batch == 0) return Status::success();
-  if (x.extent() > 0) CURVKIT_RETURN_IF_ERROR(check_pointer(op, x.data, "x.data"));
+  if (x.extent() > 0) CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, x.data, "x.data"));
   const int modes = std::min<int>(x.order, int(grams.size()));
   for (int k = 0; k < modes; ++k) {
     const MatrixBatch<T>& g = grams[k];
@@ -1010,7 +975,7 @@ Status tnt_normalize(const Context& ctx, std::span<const MatrixBatch<T>> grams, 
     job.d[i] = grams[i].rows;
     job.rows += grams[i].rows;
   }
-  CURVKIT_RETURN_IF_ERROR(check_pointer(op, info, "info"));
+  CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, info, "info"));
   const cudaStream_t st = stream_of(ctx);
   const index_t batch = grams[0].batch;
   if (job.rows > 0) {  // pass 1 must finish before pass 2 rescales the diagonals: stream order

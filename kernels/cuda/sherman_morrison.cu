@@ -46,6 +46,7 @@
 #include <utility>
 
 #include "checks.hpp"
+#include "host_common.cuh"
 #include "curvkit/device/quasi_newton.hpp"
 #include "sherman_morrison_backends.hpp"
 
@@ -1143,25 +1144,6 @@ unsigned grid_for(index_t blocks) {
   return unsigned(std::clamp<index_t>(blocks, 1, kMaxGrid));
 }
 
-cudaError_t smem_limit(int* bytes) {
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess)
-    e = cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  return e;
-}
-
-template <class K>
-cudaError_t allow_smem(K* kernel, std::size_t bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
-}
-
-Status finish(const char* op, cudaError_t e) {
-  if (e == cudaSuccess) e = cudaGetLastError();
-  return e == cudaSuccess ? Status::success() : Status::backend_error(op, cudaGetErrorString(e));
-}
-
 Status too_large(const char* op, const char* what) {
   return Status::not_supported(
       op, std::string(what) + " does not fit in this device's shared memory (cuda backend)");
@@ -1171,16 +1153,7 @@ Status too_large(const char* op, const char* what) {
 Status check_device(const char* op, std::initializer_list<std::pair<const void*, const char*>> ps) {
   for (const auto& [p, what] : ps) {
     if (p == nullptr) continue;  // optional, or an empty view
-    cudaPointerAttributes attr{};
-    const cudaError_t e = cudaPointerGetAttributes(&attr, p);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();  // the caller's argument, not a sticky error
-      if (e != cudaErrorInvalidValue) return Status::backend_error(op, cudaGetErrorString(e));
-    }
-    if (e != cudaSuccess ||
-        (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged))
-      return Status::invalid_argument(
-          op, std::string(what) + " must be device memory for the cuda backend");
+    CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, p, what));
   }
   return Status::success();
 }
@@ -1188,10 +1161,6 @@ Status check_device(const char* op, std::initializer_list<std::pair<const void*,
 template <class U>
 const void* data_of(const MatrixBatch<U>& v) {
   return v.extent() > 0 ? static_cast<const void*>(v.data) : nullptr;
-}
-
-cudaStream_t stream_of(const Context& ctx) {
-  return static_cast<cudaStream_t>(ctx.cuda_stream());
 }
 
 // A one-block-per-matrix kernel with `bytes` of dynamic shared memory on ctx's stream.

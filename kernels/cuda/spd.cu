@@ -34,7 +34,9 @@
 #include <cstddef>
 #include <string>
 
+#include "checks.hpp"
 #include "curvkit/device/cholesky.hpp"
+#include "host_common.cuh"
 #include "spd_backends.hpp"
 #include "spd_common.hpp"
 
@@ -1425,12 +1427,6 @@ unsigned blocks_for(index_t work, int per_block) {
   return unsigned((work + per_block - 1) / per_block);
 }
 
-template <class K>
-cudaError_t allow_smem(K* kernel, std::size_t bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
-}
-
 template <class T, Op op>
 void launch_thread(const Job<T>& job, cudaStream_t st) {
   const unsigned grid = blocks_for(job.batch, 128);
@@ -1559,28 +1555,11 @@ cudaError_t launch_group(const Job<T>& job, cudaStream_t st) {
   return cudaSuccess;
 }
 
-std::string view_name(const char* name, bool grouped, std::size_t g) {
-  return grouped ? std::string(name) + "[" + std::to_string(g) + "]" : std::string(name);
-}
-
-// Every pointer the kernels dereference must be device (or managed) memory.
-Status check_device(const char* op, const void* p, const std::string& what) {
-  cudaPointerAttributes attr{};
-  const cudaError_t e = cudaPointerGetAttributes(&attr, p);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();  // clear it: this is the caller's argument, not a sticky error
-    if (e != cudaErrorInvalidValue) return Status::backend_error(op, cudaGetErrorString(e));
-  }
-  if (e != cudaSuccess || (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged))
-    return Status::invalid_argument(op, what + " must be device memory for the cuda backend");
-  return Status::success();
-}
-
 template <class U>
 Status check_views(const char* op, GroupedBatch<U> v, const char* name) {
   for (std::size_t g = 0; g < v.size(); ++g)
     if (v[g].extent() > 0)
-      if (Status s = check_device(op, v[g].data, view_name(name, v.size() > 1, g) + ".data");
+      if (Status s = check_device_pointer(op, v[g].data, detail::view_name(name, v.size() > 1, g) + ".data");
           !s.ok())
         return s;
   return Status::success();
@@ -1593,10 +1572,10 @@ Status run(const char* name, const Context& ctx, GroupedBatch<TA> a, GroupedBatc
   if (total == 0) return Status::success();
   if (Status s = check_views(name, a, op == Op::potrs ? "l" : "a"); !s.ok()) return s;
   if (Status s = check_views(name, b, "b"); !s.ok()) return s;
-  if (Status s = check_device(name, info, "info"); !s.ok()) return s;
+  if (Status s = check_device_pointer(name, info, "info"); !s.ok()) return s;
   if (shift != nullptr)
-    if (Status s = check_device(name, shift, "shift_used"); !s.ok()) return s;
-  const auto st = static_cast<cudaStream_t>(ctx.cuda_stream());
+    if (Status s = check_device_pointer(name, shift, "shift_used"); !s.ok()) return s;
+  const auto st = stream_of(ctx);
   index_t off = 0;
   for (std::size_t g = 0; g < a.size(); ++g) {
     const auto& v = a[g];

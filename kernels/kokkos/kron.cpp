@@ -60,7 +60,8 @@ struct GemmJob {
   bool lower = false, mirror = false;
   index_t row_blocks = 0, col_blocks = 0;
 
-  // Small products (every dimension <= kSmall) pack into a stack buffer: no team, no scratch.
+  // Products whose packed B fits kSmall^2 elements (every m, n, k <= kSmall does) pack into a
+  // stack buffer: no team, no scratch.
   static constexpr index_t kSmall = 32;
   KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
     T pack[kSmall * kSmall];
@@ -99,7 +100,7 @@ struct GemmJob {
     row_blocks = blocks(m, kBlockRows);
     col_blocks = blocks(n, kBlockCols);
     const index_t pack = device::gemm_pack_elements<T>(imin(n, kBlockCols), k);
-    if (pack <= kSmall * kSmall || (m <= kSmall && n <= kSmall && k <= kSmall)) {
+    if (pack <= kSmall * kSmall) {
       for_each_index(exec_space(ctx), label, n0 * n1 * row_blocks * col_blocks, *this);
       return;
     }
