@@ -73,6 +73,7 @@ class GemmTest : public BackendTest {
     const auto c = run(backend());
     const auto all = [](index_t, index_t) { return true; };
     expect_untouched_outside(c0, c, all, "gemm");
+    // The op receives alpha and beta as T: the direct sums use those values (0.9 is not a float).
     if (backend() == Backend::reference) {  // the reference against a double sum
       Operand<T> direct = c0;
       for (index_t m = 0; m < s.batch; ++m)
@@ -82,7 +83,8 @@ class GemmTest : public BackendTest {
             for (index_t q = 0; q < s.k; ++q)
               acc += op_at(a, m, op_a, i, q) * op_at(b, m, op_b, q, j);
             direct(m, i, j) =
-                T(alpha * acc + (beta == 0 ? 0.0 : beta * double(c0(m, i, j))));
+                T(double(T(alpha)) * acc +
+                  (beta == 0 ? 0.0 : double(T(beta)) * double(c0(m, i, j))));
           }
       EXPECT_LE(max_rel_err(c, direct), 4 * eps<T>());
       return;
@@ -138,7 +140,8 @@ class GemmTest : public BackendTest {
             double acc = 0;
             for (index_t q = 0; q < k; ++q)
               acc += op_at(a, m, op_a, i, q) * op_at(a, m, op_a, j, q);
-            direct(m, i, j) = T(alpha * acc + (beta == 0 ? 0.0 : beta * double(c0(m, i, j))));
+            direct(m, i, j) = T(double(T(alpha)) * acc +
+                                (beta == 0 ? 0.0 : double(T(beta)) * double(c0(m, i, j))));
           }
       EXPECT_LE(max_rel_err(c, direct, lower), 4 * eps<T>());
       return;
