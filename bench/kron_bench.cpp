@@ -7,11 +7,14 @@
 //                                              of Map<RowMajor> products)
 //   syrk/<backend>/<scalar>/n:<n>/batch:<b>    C = A A^T (lower), kokkos, lapacke (?syrk), eigen
 //                                              (selfadjointView rankUpdate)
-//   gemm_rate/lapacke/<scalar>/n:1024          one large ?gemm: the OpenBLAS rate the chain
-//                                              target is stated against
+//   gemm_rate/<backend>/<scalar>/n:1024        one large product: curvkit (kokkos) and the
+//                                              OpenBLAS rate (lapacke) the chain target is
+//                                              stated against
 //   mode_chain/<backend>/float/dims:<d0xd1x..> X x_0 U_0 x_1 U_1 ... (square U_k): kokkos
 //                                              (curvkit mode_product_chain), lapacke (the same
 //                                              mode products as sgemm calls on slabs)
+//   mode_product/<backend>/float/dims:<..>/mode:<k>
+//                                              one mode product of the chain, same tools
 //   kron_apply/<backend>/float/<form>/net:autoencoder
 //                                              K-FAC step for the 8 layers of the
 //                                              784-1000-500-250-30-250-500-1000-784
@@ -125,30 +128,47 @@ void bm_small(benchmark::State& st, Tool tool, bool is_syrk, index_t n, index_t 
   set_rate_counters(st, bb * flops, bb * bytes);
 }
 
-#if CURVKIT_BENCH_HAVE_LAPACKE
+// One large n x n x n product: curvkit's large-GEMM rate and the OpenBLAS rate the chain target
+// is stated against.
 template <class T>
-void bm_gemm_rate(benchmark::State& st, index_t n) {
+void bm_gemm_rate(benchmark::State& st, Tool tool, index_t n) {
   HostBuffer<T> a(n * n), b(n * n), c(n * n);
   fill_gaussian(a, 1.0, 4);
   fill_gaussian(b, 1.0, 5);
+  const Context ctx = Context::kokkos();
   for (auto _ : st) {
-    if constexpr (std::is_same_v<T, float>)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(),
-                  n, 0.f, c.data(), n);
-    else
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a.data(), n, b.data(),
-                  n, 0.0, c.data(), n);
+    if (tool == Tool::curvkit) {
+      (void)gemm<T>(ctx, Op::none, Op::none, T(1), make_batch<const T>(a.data(), 1, n, n),
+                    make_batch<const T>(b.data(), 1, n, n), T(0), make_batch(c.data(), 1, n, n));
+      (void)synchronize(ctx);
+    }
+#if CURVKIT_BENCH_HAVE_LAPACKE
+    if (tool == Tool::lapacke) {
+      if constexpr (std::is_same_v<T, float>)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n,
+                    b.data(), n, 0.f, c.data(), n);
+      else
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a.data(), n,
+                    b.data(), n, 0.0, c.data(), n);
+    }
+#endif
     benchmark::ClobberMemory();
+  }
+  double want = 0;  // c(n-1, n-1)
+  for (index_t q = 0; q < n; ++q) want += double(a[(n - 1) * n + q]) * double(b[q * n + n - 1]);
+  if (std::fabs(want - c[n * n - 1]) > 1e-3 * (1 + std::fabs(want))) {
+    st.SkipWithError("result check failed");
+    return;
   }
   const double d = double(n);
   set_rate_counters(st, 2 * d * d * d, 3 * d * d * sizeof(T));
 }
-#endif
 
 // ---- multi-mode chain ---------------------------------------------------------------------------
 
-// Y = X x_0 U_0 ... x_{K-1} U_{K-1}, U_k square d_k x d_k.
-void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims) {
+// Y = X x_0 U_0 ... x_{K-1} U_{K-1}, U_k square d_k x d_k; with only >= 0, the single mode
+// product Y = X x_only U_only.
+void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims, int only = -1) {
   const int order = int(dims.size());
   index_t size = 1;
   for (index_t d : dims) size *= d;
@@ -169,7 +189,8 @@ void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims) {
   TensorBatch<float> yv{y.data(), 1, order, xv.dims, size};
   std::vector<MatrixBatch<const float>> uv;
   for (int k = 0; k < order; ++k)
-    uv.push_back(make_batch<const float>(u[k].data(), 1, dims[k], dims[k]));
+    uv.push_back(make_batch<const float>(only < 0 || k == only ? u[k].data() : nullptr, 1,
+                                         dims[k], dims[k]));
   HostBuffer<char> ws(mode_product_chain_workspace_size<float>(ctx, xv, uv));
   ctx.set_workspace(ws.data(), ws.size());
   auto call = [&] {
@@ -180,8 +201,8 @@ void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims) {
 #if CURVKIT_BENCH_HAVE_LAPACKE
     if (tool == Tool::lapacke) {  // the same products as sgemm calls, mode 0 first
       const float* in = x.data();
-      for (int k = 0; k < order; ++k) {
-        float* out = k == order - 1 ? y.data() : (k % 2 ? t1.data() : t0.data());
+      for (int k = only < 0 ? 0 : only; k < (only < 0 ? order : only + 1); ++k) {
+        float* out = k == order - 1 || only >= 0 ? y.data() : (k % 2 ? t1.data() : t0.data());
         const index_t d = dims[k], outer = xv.outer(k), inner = xv.inner(k);
         if (inner == 1) {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, outer, d, d, 1.f, in, d,
@@ -203,7 +224,10 @@ void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims) {
     double w = x[e];
     index_t rest = e;
     for (int k = order - 1; k >= 0; --k) {
-      w *= u[k][rest % dims[k]];
+      if (only < 0 || k == only)
+        w *= u[k][rest % dims[k]];
+      else if (rest % dims[k] != 0)
+        w = 0;  // an identity factor: only index 0 reaches y_0
       rest /= dims[k];
     }
     want += w;
@@ -213,7 +237,8 @@ void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims) {
     return;
   }
   double flops = 0;
-  for (index_t d : dims) flops += 2.0 * double(d) * double(size);
+  for (int k = 0; k < order; ++k)
+    if (only < 0 || k == only) flops += 2.0 * double(dims[k]) * double(size);
   set_rate_counters(st, flops, 2.0 * double(size) * sizeof(float));
 }
 
@@ -300,8 +325,11 @@ void register_small() {
           [=](benchmark::State& st) { bm_small<T>(st, Tool::eigen, is_syrk, n, batch); });
 #endif
     }
+  add("gemm_rate/kokkos/" + sc + "/n:1024",
+      [](benchmark::State& st) { bm_gemm_rate<T>(st, Tool::curvkit, 1024); });
 #if CURVKIT_BENCH_HAVE_LAPACKE
-  add("gemm_rate/lapacke/" + sc + "/n:1024", [](benchmark::State& st) { bm_gemm_rate<T>(st, 1024); });
+  add("gemm_rate/lapacke/" + sc + "/n:1024",
+      [](benchmark::State& st) { bm_gemm_rate<T>(st, Tool::lapacke, 1024); });
 #endif
 }
 
@@ -324,6 +352,15 @@ void register_all() {
     add("mode_chain/lapacke/float/dims:" + name,
         [=](benchmark::State& st) { bm_chain(st, Tool::lapacke, dims); });
 #endif
+    for (int k = 0; k < int(dims.size()); ++k) {
+      const std::string tail = "/float/dims:" + name + "/mode:" + std::to_string(k);
+      add("mode_product/kokkos" + tail,
+          [=](benchmark::State& st) { bm_chain(st, Tool::curvkit, dims, k); });
+#if CURVKIT_BENCH_HAVE_LAPACKE
+      add("mode_product/lapacke" + tail,
+          [=](benchmark::State& st) { bm_chain(st, Tool::lapacke, dims, k); });
+#endif
+    }
   }
   for (KronFactor form : {KronFactor::inverse, KronFactor::cholesky}) {
     const std::string f = form == KronFactor::inverse ? "inverse" : "cholesky";

@@ -1,7 +1,7 @@
 // Kokkos backend of the Kronecker family (gemm.hpp, kron.hpp).
 //
 // Every product is a GemmJob: a two-level batch of strided products C = alpha sum_t op(A_t)
-// op(B_t) + beta C, cut into work items of one kBlockRows x kBlockCols block of one C.  A work
+// op(B_t) + beta C, cut into work items of one block of one C (sized by choose_blocks).  A work
 // item runs device::gemm_block (packed, register-tiled on the host) with its packing buffer in
 // Kokkos team scratch, so no Context workspace is needed.  GEMM and SYRK are jobs of one term;
 // a mode product is a job over (tensor, slab) with no permutation of the tensor; a mode Gram is
@@ -24,8 +24,8 @@ namespace {
 
 using device::Strided;
 
-constexpr index_t kBlockRows = 96;   // a multiple of device::kGemmMr
-constexpr index_t kBlockCols = 256;  // a multiple of device::kGemmNc
+constexpr index_t kMaxBlockRows = 384;  // rows per work item, a multiple of device::kGemmMr
+constexpr index_t kMinBlockRows = 96;
 constexpr index_t kSolveCols = 64;   // columns per work item of the left triangular pass
 constexpr index_t kSolveRows = 16;   // rows per work item of the right triangular pass
 
@@ -34,6 +34,17 @@ KOKKOS_INLINE_FUNCTION index_t imin(index_t a, index_t b) {
 }
 index_t blocks(index_t n, index_t b) {
   return (n + b - 1) / b;
+}
+
+// Rows of C per work item: kMaxBlockRows, so that each packed block of B serves many row tiles,
+// halved (down to kMinBlockRows) while there are fewer than four work items per thread.
+// `items_per_row_block` is the number of work items each block of rows makes.
+index_t rows_per_item(index_t rows, index_t items_per_row_block, index_t concurrency) {
+  index_t r = kMaxBlockRows;
+  while (r > kMinBlockRows && rows > kMinBlockRows &&
+         items_per_row_block * blocks(rows, r) < 4 * concurrency)
+    r /= 2;
+  return r;
 }
 
 // op(X) of a row-major matrix with leading dimension ld, and op(X)^T.
@@ -58,6 +69,7 @@ struct GemmJob {
   index_t n0 = 0, n1 = 1;  // batch = n0 x n1
   index_t terms = 1;
   bool lower = false, mirror = false;
+  index_t block_rows = 0, block_cols = 0;  // one work item: a block of C, chosen by run()
   index_t row_blocks = 0, col_blocks = 0;
 
   // Products whose packed B fits kSmall^2 elements (every m, n, k <= kSmall does) pack into a
@@ -71,8 +83,8 @@ struct GemmJob {
   KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
     const index_t per = row_blocks * col_blocks;
     const index_t batch = w / per, r = w % per;
-    const index_t i0 = (r / col_blocks) * kBlockRows, j0 = (r % col_blocks) * kBlockCols;
-    const index_t mb = imin(kBlockRows, m - i0), nb = imin(kBlockCols, n - j0);
+    const index_t i0 = (r / col_blocks) * block_rows, j0 = (r % col_blocks) * block_cols;
+    const index_t mb = imin(block_rows, m - i0), nb = imin(block_cols, n - j0);
     if (lower && j0 > i0 + mb - 1) return;  // entirely above the diagonal
     const index_t o = batch / n1, in = batch % n1;
     T* cb = c + o * c_s0 + in * c_s1;
@@ -95,17 +107,30 @@ struct GemmJob {
         for (index_t j = j0; j < imin(j0 + nb, i); ++j) cb[j * ldc + i] = cb[i * ldc + j];
   }
 
+  // Work items as large as the packing blocks (each packed B block serves many row tiles, each
+  // packed A tile a whole kGemmNc-wide B block), split while there are fewer than four per
+  // thread: rows first (rows_per_item), then columns, down to 256.
+  void choose_blocks(index_t concurrency) {
+    block_cols = device::kGemmNc<T>;
+    block_rows = rows_per_item(m, n0 * n1 * blocks(n, block_cols), concurrency);
+    while (block_cols > 256 && n > 256 &&
+           n0 * n1 * blocks(m, block_rows) * blocks(n, block_cols) < 4 * concurrency)
+      block_cols /= 2;
+    row_blocks = blocks(m, block_rows);
+    col_blocks = blocks(n, block_cols);
+  }
+
   void run(const Context& ctx, const char* label) {
     if (m <= 0 || n <= 0 || n0 * n1 <= 0) return;
-    row_blocks = blocks(m, kBlockRows);
-    col_blocks = blocks(n, kBlockCols);
-    const index_t pack = device::gemm_pack_elements<T>(imin(n, kBlockCols), k);
+    const ExecSpace space = exec_space(ctx);
+    choose_blocks(index_t(space.concurrency()));
+    const index_t pack = device::gemm_pack_elements<T>(imin(n, block_cols), k);
     if (pack <= kSmall * kSmall) {
-      for_each_index(exec_space(ctx), label, n0 * n1 * row_blocks * col_blocks, *this);
+      for_each_index(space, label, n0 * n1 * row_blocks * col_blocks, *this);
       return;
     }
     const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(pack);
-    for_each_with_scratch(exec_space(ctx), label, n0 * n1 * row_blocks * col_blocks, bytes, *this);
+    for_each_with_scratch(space, label, n0 * n1 * row_blocks * col_blocks, bytes, *this);
   }
 };
 
@@ -115,11 +140,11 @@ struct KronInverse {
   MatrixBatch<const T> g, a, x;
   MatrixBatch<T> out;
   T alpha;
-  index_t row_blocks;
+  index_t block_rows, row_blocks;
   index_t pack_elems;
   KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
-    const index_t b = w / row_blocks, i0 = (w % row_blocks) * kBlockRows;
-    const index_t d_out = x.rows, d_in = x.cols, mb = imin(kBlockRows, d_out - i0);
+    const index_t b = w / row_blocks, i0 = (w % row_blocks) * block_rows;
+    const index_t d_out = x.rows, d_in = x.cols, mb = imin(block_rows, d_out - i0);
     T* pack = static_cast<T*>(scratch);
     T* tmp = pack + pack_elems;
     const T* gb = g.matrix(g.batch == 1 ? 0 : b);
@@ -377,11 +402,12 @@ Status kron_apply(const Context& ctx, GroupedBatch<const T> g_factor, GroupedBat
     const index_t batch = grad[l].batch, d_out = grad[l].rows, d_in = grad[l].cols;
     if (batch == 0 || d_out == 0 || d_in == 0) continue;
     if (o.form == KronFactor::inverse) {
-      const index_t rb = blocks(d_out, kBlockRows);
+      const index_t rows = rows_per_item(d_out, batch, index_t(space.concurrency()));
+      const index_t rb = blocks(d_out, rows);
       const index_t pack = std::max(device::gemm_pack_elements<T>(d_in, d_out),
                                     device::gemm_pack_elements<T>(d_in, d_in));
-      KronInverse<T> f{g_factor[l], a_factor[l], grad[l], out[l], T(o.alpha), rb, pack};
-      const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(pack + kBlockRows * d_in);
+      KronInverse<T> f{g_factor[l], a_factor[l], grad[l], out[l], T(o.alpha), rows, rb, pack};
+      const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(pack + rows * d_in);
       for_each_with_scratch(space, "curvkit::kron_apply", batch * rb, bytes, f);
     } else {
       const index_t cb = blocks(d_in, kSolveCols), rb = blocks(d_out, kSolveRows);

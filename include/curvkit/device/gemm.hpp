@@ -37,18 +37,33 @@ struct Strided {
   CURVKIT_HD_INLINE Strided at(index_t i, index_t j) const { return {p + i * rs + j * cs, rs, cs}; }
 };
 
-// Register tile and cache blocks of the host micro-kernel (bytes per vector: 32).
-inline constexpr int kGemmMr = 6;
+// Register tile and cache blocks of the host micro-kernel.  The vector width follows the
+// compile target (every translation unit of the library is built with the same flags): 64
+// bytes with AVX-512, whose 32 vector registers hold a 12 x 2-vector accumulator tile; 32 bytes
+// otherwise (AVX2: 16 registers, a 6 x 2-vector tile; NEON: two registers per vector).  A
+// device pass always sees the 32-byte values, whose packing needs are never larger, so a pack
+// size computed on the host is always enough on the device.
+#if CURVKIT_GEMM_VECTOR && defined(__AVX512F__)
+inline constexpr int kGemmVectorBytes = 64;
+inline constexpr int kGemmMr = 12;
+inline constexpr index_t kGemmPackBytes = index_t(1) << 20;  // L2 of 2 MiB
+#else
 inline constexpr int kGemmVectorBytes = 32;
+inline constexpr int kGemmMr = 6;
+inline constexpr index_t kGemmPackBytes = index_t(1) << 18;
+#endif
 template <class T>
 inline constexpr int kGemmNr = 2 * kGemmVectorBytes / int(sizeof(T));
 inline constexpr index_t kGemmKc = 256;  ///< depth of one packed panel
-inline constexpr index_t kGemmNc = 128;  ///< columns packed at once (a kGemmKc x kGemmNc block)
+/// Columns of B packed at once: the kGemmKc x kGemmNc block (kGemmPackBytes) stays in L2 while
+/// row tiles of A stream past it, and each packed row tile of A is reused across all of it.
+template <class T>
+inline constexpr index_t kGemmNc = kGemmPackBytes / (kGemmKc * index_t(sizeof(T)));
 
 /// Elements of packing scratch gemm_block needs for an n-column block of depth k.
 template <class T>
 CURVKIT_HD_INLINE index_t gemm_pack_elements(index_t n, index_t k) {
-  const index_t nc = n < kGemmNc ? n : kGemmNc;
+  const index_t nc = n < kGemmNc<T> ? n : kGemmNc<T>;
   const index_t kc = k < kGemmKc ? k : kGemmKc;
   const index_t nr = kGemmNr<T>;
   return kc * ((nc + nr - 1) / nr) * nr;
@@ -93,44 +108,92 @@ CURVKIT_HD_INLINE void store_tile(const T* acc, index_t mr, index_t nr, T alpha,
 }
 
 #if CURVKIT_GEMM_VECTOR
-// The host micro-kernel: a kGemmMr x NR tile of sum_q op(A)(i, q) panel(q, j) in 2 * kGemmMr
-// vector registers.  Rows past mr re-read row mr-1 (their results are discarded), so A is never
-// read out of bounds.
+// Packs op(A)(0:mr, 0:kc) as kc columns of kGemmMr values (rows past mr are zero), so the
+// micro-kernel reads A through one sequential pointer whatever its strides.
 template <class T>
-inline void micro_tile(index_t kc, Strided<const T> a, index_t mr, const T* panel, T* acc) {
+inline void pack_a(index_t kc, index_t mr, Strided<const T> a, T* pack) {
+  constexpr index_t MR = kGemmMr;
+  if (a.rs == 1) {  // op(A) columns are contiguous
+    for (index_t q = 0; q < kc; ++q) {
+      const T* src = a.p + q * a.cs;
+      for (index_t i = 0; i < mr; ++i) pack[q * MR + i] = src[i];
+      for (index_t i = mr; i < MR; ++i) pack[q * MR + i] = T(0);
+    }
+    return;
+  }
+  for (index_t i = 0; i < mr; ++i) {
+    const T* src = a.p + i * a.rs;
+    if (a.cs == 1) {
+      for (index_t q = 0; q < kc; ++q) pack[q * MR + i] = src[q];
+    } else {
+      for (index_t q = 0; q < kc; ++q) pack[q * MR + i] = src[q * a.cs];
+    }
+  }
+  for (index_t i = mr; i < MR; ++i)
+    for (index_t q = 0; q < kc; ++q) pack[q * MR + i] = T(0);
+}
+
+// The host micro-kernel: the kGemmMr x NR tile sum_q apack(q, i) panel(q, j) in 2 * kGemmMr
+// vector registers.  A full tile outside any mask is written straight from the registers
+// (C = alpha acc + beta C); edge and diagonal tiles go through store_tile.  Not inlined: inside
+// gemm_block the register allocator spilled accumulators (measured: a B vector on the stack).
+template <class T>
+__attribute__((noinline)) void micro_tile(index_t kc, const T* apack, const T* panel, T alpha, T beta, T* c,
+                       index_t ldc, index_t mr, index_t nr, bool lower, index_t diag) {
   typedef T vec __attribute__((vector_size(kGemmVectorBytes)));
   constexpr int W = kGemmVectorBytes / int(sizeof(T));
-  const T* row[kGemmMr];
-  for (int i = 0; i < kGemmMr; ++i) row[i] = a.p + (i < mr ? i : mr - 1) * a.rs;
-  vec c[kGemmMr][2];
-  for (int i = 0; i < kGemmMr; ++i) c[i][0] = c[i][1] = vec{};
+  constexpr int MR = kGemmMr;
+  vec acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = vec{};
   for (index_t q = 0; q < kc; ++q) {
     vec b0, b1;
     std::memcpy(&b0, panel + q * 2 * W, sizeof(vec));
     std::memcpy(&b1, panel + q * 2 * W + W, sizeof(vec));
-    const index_t off = q * a.cs;
-#pragma GCC unroll 6
-    for (int i = 0; i < kGemmMr; ++i) {
-      const T ai = row[i][off];
-      c[i][0] += ai * b0;
-      c[i][1] += ai * b1;
+    const T* aq = apack + q * MR;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      acc[i][0] += aq[i] * b0;
+      acc[i][1] += aq[i] * b1;
     }
   }
-  for (int i = 0; i < kGemmMr; ++i) {
-    std::memcpy(acc + i * 2 * W, &c[i][0], sizeof(vec));
-    std::memcpy(acc + i * 2 * W + W, &c[i][1], sizeof(vec));
+  if (mr == MR && nr == 2 * W && (!lower || diag >= nr - 1)) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      T* ci = c + i * ldc;
+      vec r0 = alpha * acc[i][0], r1 = alpha * acc[i][1];
+      if (beta != T(0)) {
+        vec c0, c1;
+        std::memcpy(&c0, ci, sizeof(vec));
+        std::memcpy(&c1, ci + W, sizeof(vec));
+        r0 += beta * c0;
+        r1 += beta * c1;
+      }
+      std::memcpy(ci, &r0, sizeof(vec));
+      std::memcpy(ci + W, &r1, sizeof(vec));
+    }
+    return;
   }
+  alignas(64) T tile[MR * 2 * W];
+  for (int i = 0; i < MR; ++i) {
+    std::memcpy(tile + i * 2 * W, &acc[i][0], sizeof(vec));
+    std::memcpy(tile + i * 2 * W + W, &acc[i][1], sizeof(vec));
+  }
+  store_tile(tile, mr, nr, alpha, beta, c, ldc, lower, diag);
 }
 #else
+// Device pass: one thread per call, A read in place.
 template <class T>
-CURVKIT_HD void micro_tile(index_t kc, Strided<const T> a, index_t mr, const T* panel, T* acc) {
+CURVKIT_HD void micro_tile(index_t kc, Strided<const T> a, const T* panel, T alpha, T beta, T* c,
+                           index_t ldc, index_t mr, index_t nr, bool lower, index_t diag) {
   constexpr index_t NR = kGemmNr<T>;
+  T acc[kGemmMr * NR];
   for (index_t i = 0; i < kGemmMr * NR; ++i) acc[i] = T(0);
   for (index_t i = 0; i < mr; ++i)
     for (index_t q = 0; q < kc; ++q) {
       const T ai = a.p[i * a.rs + q * a.cs];
       for (index_t j = 0; j < NR; ++j) acc[i * NR + j] += ai * panel[q * NR + j];
     }
+  store_tile(acc, mr, nr, alpha, beta, c, ldc, lower, diag);
 }
 #endif
 
@@ -151,9 +214,11 @@ CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<con
         if (!lower || i + diag >= j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
-  alignas(64) T acc[MR * NR];
-  for (index_t jc = 0; jc < n; jc += kGemmNc) {
-    const index_t nc = n - jc < kGemmNc ? n - jc : kGemmNc;
+#if CURVKIT_GEMM_VECTOR
+  alignas(64) T apack[MR * kGemmKc];  // one row tile of A, packed per depth block
+#endif
+  for (index_t jc = 0; jc < n; jc += kGemmNc<T>) {
+    const index_t nc = n - jc < kGemmNc<T> ? n - jc : kGemmNc<T>;
     // Rows above the first one that reaches column jc are not written at all when `lower`.
     const index_t i_first = lower && jc - diag > 0 ? (jc - diag) / MR * MR : 0;
     if (i_first >= m) break;
@@ -163,20 +228,20 @@ CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<con
       gemm_detail::pack_b(kc, nc, b.at(pc, jc), pack);
       for (index_t i0 = i_first; i0 < m; i0 += MR) {
         const index_t mr = m - i0 < MR ? m - i0 : MR;
+#if CURVKIT_GEMM_VECTOR
+        gemm_detail::pack_a(kc, mr, a.at(i0, pc), apack);
+#endif
         for (index_t j0 = 0; j0 < nc; j0 += NR) {
           const index_t col = jc + j0;
           if (lower && i0 + mr - 1 + diag < col) break;  // this tile and the rest: above
           const index_t nr = nc - j0 < NR ? nc - j0 : NR;
 #if CURVKIT_GEMM_VECTOR
-          // C tiles are rows far apart: fetch them while the micro-kernel computes.
-          for (index_t i = 0; i < mr; ++i) {
-            __builtin_prefetch(c + (i0 + i) * ldc + col, 1);
-            __builtin_prefetch(c + (i0 + i) * ldc + col + nr - 1, 1);
-          }
+          gemm_detail::micro_tile(kc, apack, pack + j0 * kc, alpha, beta_pc,
+                                  c + i0 * ldc + col, ldc, mr, nr, lower, i0 + diag - col);
+#else
+          gemm_detail::micro_tile(kc, a.at(i0, pc), pack + j0 * kc, alpha, beta_pc,
+                                  c + i0 * ldc + col, ldc, mr, nr, lower, i0 + diag - col);
 #endif
-          gemm_detail::micro_tile(kc, a.at(i0, pc), mr, pack + j0 * kc, acc);
-          gemm_detail::store_tile(acc, mr, nr, alpha, beta_pc, c + i0 * ldc + col, ldc, lower,
-                                  i0 + diag - col);
         }
       }
     }
