@@ -65,7 +65,7 @@ struct GemmJob {
   index_t a_s0 = 0, a_s1 = 0, a_st = 0;  // offsets per outer / inner batch index and per term
   index_t b_s0 = 0, b_s1 = 0, b_st = 0;
   T* c = nullptr;
-  index_t ldc = 0, c_s0 = 0, c_s1 = 0;
+  index_t ldc = 0, c_cs = 1, c_s0 = 0, c_s1 = 0;
   index_t n0 = 0, n1 = 1;  // batch = n0 x n1
   index_t terms = 1;
   bool lower = false, mirror = false;
@@ -87,24 +87,26 @@ struct GemmJob {
     const index_t mb = imin(block_rows, m - i0), nb = imin(block_cols, n - j0);
     if (lower && j0 > i0 + mb - 1) return;  // entirely above the diagonal
     const index_t o = batch / n1, in = batch % n1;
-    T* cb = c + o * c_s0 + in * c_s1;
+    const Strided<T> cb{c + o * c_s0 + in * c_s1, ldc, c_cs};
     T* pack = static_cast<T*>(scratch);
     const index_t nt = terms > 0 ? terms : 1, kk = terms > 0 ? k : 0;
-    // Narrow products (n <= 8) waste most of the 16-column micro-kernel: the row kernel wins.
-    const bool small = !lower && m <= device::kGemmSmall && n <= 8 && kk <= device::kGemmSmall;
+    // Narrow, shallow products waste most of the micro-kernel's tile and packing: the row
+    // kernel wins.
+    const bool small = nb <= device::kGemmSmall && kk <= device::kGemmSmall;
     for (index_t t = 0; t < nt; ++t) {
       Strided<const T> at{a.p + o * a_s0 + in * a_s1 + t * a_st, a.rs, a.cs};
       Strided<const T> bt{b.p + o * b_s0 + in * b_s1 + t * b_st, b.rs, b.cs};
-      if (small) {
-        device::gemm_small(mb, nb, kk, alpha, at, bt, t == 0 ? beta : T(1), cb, ldc, pack);
-        continue;
-      }
-      device::gemm_block(mb, nb, kk, alpha, at.at(i0, 0), bt.at(0, j0), t == 0 ? beta : T(1),
-                         cb + i0 * ldc + j0, ldc, pack, lower, i0 - j0);
+      const T bt_beta = t == 0 ? beta : T(1);
+      if (small)
+        device::gemm_small(mb, nb, kk, alpha, at.at(i0, 0), bt.at(0, j0), bt_beta, cb.at(i0, j0),
+                           pack, lower, i0 - j0);
+      else
+        device::gemm_block(mb, nb, kk, alpha, at.at(i0, 0), bt.at(0, j0), bt_beta, cb.at(i0, j0),
+                           pack, lower, i0 - j0);
     }
     if (mirror)
       for (index_t i = i0; i < i0 + mb; ++i)
-        for (index_t j = j0; j < imin(j0 + nb, i); ++j) cb[j * ldc + i] = cb[i * ldc + j];
+        for (index_t j = j0; j < imin(j0 + nb, i); ++j) cb(j, i) = cb(i, j);
   }
 
   // Work items as large as the packing blocks (each packed B block serves many row tiles, each
@@ -150,10 +152,11 @@ struct KronInverse {
     const T* gb = g.matrix(g.batch == 1 ? 0 : b);
     const T* ab = a.matrix(a.batch == 1 ? 0 : b);
     device::gemm_block(mb, d_in, d_out, T(1), Strided<const T>{gb + i0 * g.ld, g.ld, 1},
-                       Strided<const T>{x.matrix(b), x.ld, 1}, T(0), tmp, d_in, pack);
-    device::gemm_block(mb, d_in, d_in, alpha, Strided<const T>{tmp, d_in, 1},
-                       Strided<const T>{ab, a.ld, 1}, T(0), out.matrix(b) + i0 * out.ld, out.ld,
+                       Strided<const T>{x.matrix(b), x.ld, 1}, T(0), Strided<T>{tmp, d_in, 1},
                        pack);
+    device::gemm_block(mb, d_in, d_in, alpha, Strided<const T>{tmp, d_in, 1},
+                       Strided<const T>{ab, a.ld, 1}, T(0),
+                       Strided<T>{out.matrix(b) + i0 * out.ld, out.ld, 1}, pack);
   }
 };
 
@@ -324,14 +327,21 @@ Status mode_product(const Context& ctx, TensorBatch<const T> x, int mode, Matrix
   job.c = y.data;
   job.c_s0 = y.stride;
   job.n0 = x.batch;
-  if (inner == 1) {  // Y (outer x d') = X (outer x d) op(U)^T: one product per tensor
+  if (inner < device::kGemmNr<T>) {
+    // Thin slabs (fewer columns than one micro-kernel panel): for each inner index r,
+    // Y(:, :, r) (outer x d') = X(:, :, r) (outer x d) op(U)^T, rows and columns strided.  The
+    // shared U is the packed operand and the tall outer dimension fills the row tiles.
     job.m = outer;
     job.n = dp;
-    job.a = {x.data, d, 1};
+    job.a = {x.data, d * inner, inner};
     job.a_s0 = x.stride;
+    job.a_s1 = 1;
     job.b = operand_t(u.data, u.ld, op_u);
     job.b_s0 = batch_stride(u);
-    job.ldc = dp;
+    job.ldc = dp * inner;
+    job.c_cs = inner;
+    job.c_s1 = 1;
+    job.n1 = inner;
   } else {  // per slab: Y_l (d' x inner) = op(U) X_l (d x inner)
     job.m = dp;
     job.n = inner;

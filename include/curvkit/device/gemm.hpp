@@ -95,14 +95,14 @@ CURVKIT_HD void pack_b(index_t kc, index_t nc, Strided<const T> b, T* pack) {
 // Writes alpha * acc (+ beta * C) into an mr x nr corner of the tile at c, only where
 // i + diag >= j when `lower`.
 template <class T>
-CURVKIT_HD_INLINE void store_tile(const T* acc, index_t mr, index_t nr, T alpha, T beta, T* c,
-                                  index_t ldc, bool lower, index_t diag) {
+CURVKIT_HD_INLINE void store_tile(const T* acc, index_t mr, index_t nr, T alpha, T beta,
+                                  Strided<T> c, bool lower, index_t diag) {
   constexpr index_t NR = kGemmNr<T>;
   for (index_t i = 0; i < mr; ++i) {
     const index_t jmax = lower ? (i + diag + 1 < nr ? i + diag + 1 : nr) : nr;
     for (index_t j = 0; j < jmax; ++j) {
       const T v = alpha * acc[i * NR + j];
-      c[i * ldc + j] = beta == T(0) ? v : v + beta * c[i * ldc + j];
+      c(i, j) = beta == T(0) ? v : v + beta * c(i, j);
     }
   }
 }
@@ -138,8 +138,9 @@ inline void pack_a(index_t kc, index_t mr, Strided<const T> a, T* pack) {
 // (C = alpha acc + beta C); edge and diagonal tiles go through store_tile.  Not inlined: inside
 // gemm_block the register allocator spilled accumulators (measured: a B vector on the stack).
 template <class T>
-__attribute__((noinline)) void micro_tile(index_t kc, const T* apack, const T* panel, T alpha, T beta, T* c,
-                       index_t ldc, index_t mr, index_t nr, bool lower, index_t diag) {
+__attribute__((noinline)) void micro_tile(index_t kc, const T* apack, const T* panel, T alpha,
+                                          T beta, Strided<T> c, index_t mr, index_t nr,
+                                          bool lower, index_t diag) {
   typedef T vec __attribute__((vector_size(kGemmVectorBytes)));
   constexpr int W = kGemmVectorBytes / int(sizeof(T));
   constexpr int MR = kGemmMr;
@@ -156,10 +157,10 @@ __attribute__((noinline)) void micro_tile(index_t kc, const T* apack, const T* p
       acc[i][1] += aq[i] * b1;
     }
   }
-  if (mr == MR && nr == 2 * W && (!lower || diag >= nr - 1)) {
+  if (mr == MR && nr == 2 * W && c.cs == 1 && (!lower || diag >= nr - 1)) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      T* ci = c + i * ldc;
+      T* ci = c.p + i * c.rs;
       vec r0 = alpha * acc[i][0], r1 = alpha * acc[i][1];
       if (beta != T(0)) {
         vec c0, c1;
@@ -178,13 +179,13 @@ __attribute__((noinline)) void micro_tile(index_t kc, const T* apack, const T* p
     std::memcpy(tile + i * 2 * W, &acc[i][0], sizeof(vec));
     std::memcpy(tile + i * 2 * W + W, &acc[i][1], sizeof(vec));
   }
-  store_tile(tile, mr, nr, alpha, beta, c, ldc, lower, diag);
+  store_tile(tile, mr, nr, alpha, beta, c, lower, diag);
 }
 #else
 // Device pass: one thread per call, A read in place.
 template <class T>
-CURVKIT_HD void micro_tile(index_t kc, Strided<const T> a, const T* panel, T alpha, T beta, T* c,
-                           index_t ldc, index_t mr, index_t nr, bool lower, index_t diag) {
+CURVKIT_HD void micro_tile(index_t kc, Strided<const T> a, const T* panel, T alpha, T beta,
+                           Strided<T> c, index_t mr, index_t nr, bool lower, index_t diag) {
   constexpr index_t NR = kGemmNr<T>;
   T acc[kGemmMr * NR];
   for (index_t i = 0; i < kGemmMr * NR; ++i) acc[i] = T(0);
@@ -193,25 +194,26 @@ CURVKIT_HD void micro_tile(index_t kc, Strided<const T> a, const T* panel, T alp
       const T ai = a.p[i * a.rs + q * a.cs];
       for (index_t j = 0; j < NR; ++j) acc[i * NR + j] += ai * panel[q * NR + j];
     }
-  store_tile(acc, mr, nr, alpha, beta, c, ldc, lower, diag);
+  store_tile(acc, mr, nr, alpha, beta, c, lower, diag);
 }
 #endif
 
 }  // namespace gemm_detail
 
 /// C(0:m, 0:n) = alpha op(A)(0:m, 0:k) op(B)(0:k, 0:n) + beta C, with beta == 0 not reading C.
+/// C is strided too; full tiles of a C with unit column stride are stored from registers.
 /// `pack` holds gemm_pack_elements<T>(n, k) elements.  With `lower`, only elements with
 /// i + diag >= j are written (and tiles entirely above that line are skipped).
 template <class T>
 CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<const T> a,
-                           Strided<const T> b, T beta, T* c, index_t ldc, T* pack,
-                           bool lower = false, index_t diag = 0) {
+                           Strided<const T> b, T beta, Strided<T> c, T* pack, bool lower = false,
+                           index_t diag = 0) {
   constexpr index_t MR = kGemmMr, NR = kGemmNr<T>;
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {  // C = beta C
     for (index_t i = 0; i < m; ++i)
       for (index_t j = 0; j < n; ++j)
-        if (!lower || i + diag >= j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+        if (!lower || i + diag >= j) c(i, j) = beta == T(0) ? T(0) : beta * c(i, j);
     return;
   }
 #if CURVKIT_GEMM_VECTOR
@@ -236,11 +238,11 @@ CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<con
           if (lower && i0 + mr - 1 + diag < col) break;  // this tile and the rest: above
           const index_t nr = nc - j0 < NR ? nc - j0 : NR;
 #if CURVKIT_GEMM_VECTOR
-          gemm_detail::micro_tile(kc, apack, pack + j0 * kc, alpha, beta_pc,
-                                  c + i0 * ldc + col, ldc, mr, nr, lower, i0 + diag - col);
+          gemm_detail::micro_tile(kc, apack, pack + j0 * kc, alpha, beta_pc, c.at(i0, col), mr,
+                                  nr, lower, i0 + diag - col);
 #else
           gemm_detail::micro_tile(kc, a.at(i0, pc), pack + j0 * kc, alpha, beta_pc,
-                                  c + i0 * ldc + col, ldc, mr, nr, lower, i0 + diag - col);
+                                  c.at(i0, col), mr, nr, lower, i0 + diag - col);
 #endif
         }
       }
@@ -252,53 +254,82 @@ CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<con
 inline constexpr index_t kGemmSmall = 32;
 
 namespace gemm_detail {
-// C rows = alpha A rows B (+ beta C) with B packed as k rows of PW columns (zero padded); rows
-// in groups of R so that R * PW / W accumulators stay in registers (host: vectorised by the
-// fixed-width inner loops).
+// C rows = alpha A rows B (+ beta C) with B read as k rows of PW columns (row stride ldb; n <= PW
+// of them are real, the rest zero), rows in groups of R so that R * PW accumulators stay in
+// registers (host: vectorised by the fixed-width inner loops).
 template <class T, int PW, int R>
 CURVKIT_HD void small_rows(index_t m, index_t n, index_t k, T alpha, Strided<const T> a,
-                           const T* bp, T beta, T* c, index_t ldc) {
+                           const T* bp, index_t ldb, T beta, Strided<T> c, bool lower,
+                           index_t diag) {
   for (index_t i0 = 0; i0 < m; i0 += R) {
     T acc[R][PW];
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < PW; ++j) acc[r][j] = T(0);
     const index_t rows = m - i0 < R ? m - i0 : R;
     for (index_t q = 0; q < k; ++q) {
-      const T* bq = bp + q * PW;
+      const T* bq = bp + q * ldb;
       for (int r = 0; r < R; ++r) {
         const T ar = a.p[(i0 + (r < rows ? r : 0)) * a.rs + q * a.cs];
         CURVKIT_SIMD
         for (int j = 0; j < PW; ++j) acc[r][j] += ar * bq[j];
       }
     }
+    if (rows == R && n == PW && c.cs == 1 && (!lower || i0 + diag >= n - 1)) {  // whole rows
+      for (int r = 0; r < R; ++r) {
+        T* cr = c.p + (i0 + r) * c.rs;
+        if (beta == T(0)) {
+          CURVKIT_SIMD
+          for (int j = 0; j < PW; ++j) cr[j] = alpha * acc[r][j];
+        } else {
+          CURVKIT_SIMD
+          for (int j = 0; j < PW; ++j) cr[j] = alpha * acc[r][j] + beta * cr[j];
+        }
+      }
+      continue;
+    }
     for (index_t r = 0; r < rows; ++r) {
-      T* cr = c + (i0 + r) * ldc;
+      T* cr = c.p + (i0 + r) * c.rs;
+      const index_t last = i0 + r + diag + 1;  // lower: columns below `last` only
+      const index_t nj = lower && last < n ? (last > 0 ? last : 0) : n;
       if (beta == T(0)) {
-        for (index_t j = 0; j < n; ++j) cr[j] = alpha * acc[r][j];
+        for (index_t j = 0; j < nj; ++j) cr[j * c.cs] = alpha * acc[r][j];
       } else {
-        for (index_t j = 0; j < n; ++j) cr[j] = alpha * acc[r][j] + beta * cr[j];
+        for (index_t j = 0; j < nj; ++j) cr[j * c.cs] = alpha * acc[r][j] + beta * cr[j * c.cs];
       }
     }
   }
 }
+
+template <class T, int PW, int R>
+CURVKIT_HD void small_product(index_t m, index_t n, index_t k, T alpha, Strided<const T> a,
+                              Strided<const T> b, T beta, Strided<T> c, T* pack, bool lower,
+                              index_t diag) {
+  if (n == PW && b.cs == 1) {  // B rows are already PW contiguous values: read in place
+    small_rows<T, PW, R>(m, n, k, alpha, a, b.p, b.rs, beta, c, lower, diag);
+    return;
+  }
+  for (index_t q = 0; q < k; ++q)
+    for (index_t j = 0; j < PW; ++j) pack[q * PW + j] = j < n ? b(q, j) : T(0);
+  small_rows<T, PW, R>(m, n, k, alpha, a, pack, PW, beta, c, lower, diag);
+}
 }  // namespace gemm_detail
 
-/// gemm_block for m, n, k <= kGemmSmall (the batched tiny products of K-FAC/TNT factors): B is
-/// copied once into `pack` (kGemmSmall^2 elements) padded to 8, 16 or 32 columns, then each
-/// group of rows accumulates in registers.  No `lower` option.
+/// gemm_block for n, k <= kGemmSmall and any m (the batched tiny products of K-FAC/TNT factors,
+/// thin mode products): B is read in place when its rows are exactly 8, 16 or 32 contiguous
+/// values, else copied once into `pack` (kGemmSmall^2 elements) padded to 8, 16 or 32 columns;
+/// then each group of rows accumulates in registers.  `lower` and `diag` as in gemm_block (the
+/// full rows are computed, the masked part is not written).
 template <class T>
 CURVKIT_HD void gemm_small(index_t m, index_t n, index_t k, T alpha, Strided<const T> a,
-                           Strided<const T> b, T beta, T* c, index_t ldc, T* pack) {
+                           Strided<const T> b, T beta, Strided<T> c, T* pack, bool lower = false,
+                           index_t diag = 0) {
   if (m <= 0 || n <= 0) return;
-  const int pw = n <= 8 ? 8 : (n <= 16 ? 16 : 32);
-  for (index_t q = 0; q < k; ++q)
-    for (index_t j = 0; j < pw; ++j) pack[q * pw + j] = j < n ? b(q, j) : T(0);
-  if (pw == 8)
-    gemm_detail::small_rows<T, 8, 4>(m, n, k, alpha, a, pack, beta, c, ldc);
-  else if (pw == 16)
-    gemm_detail::small_rows<T, 16, 4>(m, n, k, alpha, a, pack, beta, c, ldc);
+  if (n <= 8)
+    gemm_detail::small_product<T, 8, 8>(m, n, k, alpha, a, b, beta, c, pack, lower, diag);
+  else if (n <= 16)
+    gemm_detail::small_product<T, 16, 8>(m, n, k, alpha, a, b, beta, c, pack, lower, diag);
   else
-    gemm_detail::small_rows<T, 32, 2>(m, n, k, alpha, a, pack, beta, c, ldc);
+    gemm_detail::small_product<T, 32, 4>(m, n, k, alpha, a, b, beta, c, pack, lower, diag);
 }
 
 /// C = alpha A B + beta C for compile-time M x K times K x N (row-major, leading dimensions
