@@ -2,13 +2,15 @@
 //
 // Every product is a GemmJob: a two-level batch of strided products C = alpha sum_t op(A_t)
 // op(B_t) + beta C, cut into work items of one block of one C (sized by choose_blocks).  A work
-// item runs device::gemm_block (packed, register-tiled on the host) with its packing buffer in
-// Kokkos team scratch, so no Context workspace is needed.  GEMM and SYRK are jobs of one term;
-// a mode product is a job over (tensor, slab) with no permutation of the tensor; a mode Gram is
-// a SYRK job whose terms are the slabs of the unfolding (or its columns, whichever gives the
-// longer inner dimension).  kron_apply's inverse form fuses its two products per block of rows
-// (the intermediate block lives in scratch); the Cholesky form is a column-block triangular
-// pass and a row-block triangular pass.  On a GPU execution space each work item is one
+// item runs device::gemm_block (packed, register-tiled on the host), or device::gemm_small
+// when n, k <= 32, with its packing buffer in Kokkos team scratch, so no Context workspace is
+// needed.  GEMM and SYRK are jobs of one term; a mode product is a job over (tensor, slab), or
+// over the inner index when slabs are thinner than one micro-kernel panel, with no permutation
+// of the tensor; a mode Gram is a SYRK job whose terms are the slabs of the unfolding (or its
+// columns, whichever gives the longer inner dimension).  kron_apply's inverse form fuses its two
+// products per block of rows (the intermediate block lives in scratch); the Cholesky form is a
+// blocked triangular solve over blocks of columns, then one over blocks of rows, their
+// off-diagonal updates through gemm_block.  On a GPU execution space each work item is one
 // thread: correct, but the native CUDA backend is the fast path there.  Grouped calls launch
 // once per group.
 #include <algorithm>
@@ -26,8 +28,7 @@ using device::Strided;
 
 constexpr index_t kMaxBlockRows = 384;  // rows per work item, a multiple of device::kGemmMr
 constexpr index_t kMinBlockRows = 96;
-constexpr index_t kSolveCols = 64;   // columns per work item of the left triangular pass
-constexpr index_t kSolveRows = 16;   // rows per work item of the right triangular pass
+constexpr index_t kSolveBlock = 64;  // diagonal block of the blocked triangular solves
 
 KOKKOS_INLINE_FUNCTION index_t imin(index_t a, index_t b) {
   return a < b ? a : b;
@@ -160,77 +161,129 @@ struct KronInverse {
   }
 };
 
-// out[:, cols] = (L L^T)^{-1} grad[:, cols], L = lower triangle of g: forward then backward
-// substitution on a block of columns, each step an axpy along the contiguous columns.
+// The Cholesky form's triangular solves, blocked: kSolveBlock x kSolveBlock diagonal blocks by
+// substitution, everything off the diagonal as one gemm_block update per block step
+// (right-looking, so each solved block is packed once and updates all that remains).
+
+// Z (n x nb, row stride ldz) <- L^-T L^-1 Z, L the lower triangle of l (n x n, row stride ld).
 template <class T>
-struct KronLeftSolve {
-  MatrixBatch<const T> g, x;
-  MatrixBatch<T> out;
-  index_t col_blocks;
-  KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
-    const index_t b = w / col_blocks, j0 = (w % col_blocks) * kSolveCols;
-    const index_t n = x.rows, nb = imin(kSolveCols, x.cols - j0);
-    const T* l = g.matrix(g.batch == 1 ? 0 : b);
-    const T* xb = x.matrix(b) + j0;
-    T* z = out.matrix(b) + j0;
-    for (index_t i = 0; i < n; ++i) {  // L w = x
-      T* zi = z + i * out.ld;
-      CURVKIT_SIMD
-      for (index_t j = 0; j < nb; ++j) zi[j] = xb[i * x.ld + j];
-      for (index_t q = 0; q < i; ++q) {
-        const T lq = l[i * g.ld + q];
-        const T* zq = z + q * out.ld;
+KOKKOS_INLINE_FUNCTION void solve_left(index_t n, index_t nb, const T* l, index_t ld, T* z,
+                                       index_t ldz, T* pack) {
+  for (index_t i0 = 0; i0 < n; i0 += kSolveBlock) {  // L W = Z, top block first
+    const index_t bs = imin(kSolveBlock, n - i0);
+    for (index_t i = i0; i < i0 + bs; ++i) {
+      T* zi = z + i * ldz;
+      for (index_t q = i0; q < i; ++q) {
+        const T lq = l[i * ld + q];
+        const T* zq = z + q * ldz;
         CURVKIT_SIMD
         for (index_t j = 0; j < nb; ++j) zi[j] -= lq * zq[j];
       }
-      const T inv = T(1) / l[i * g.ld + i];
+      const T inv = T(1) / l[i * ld + i];
       CURVKIT_SIMD
       for (index_t j = 0; j < nb; ++j) zi[j] *= inv;
     }
-    for (index_t i = n - 1; i >= 0; --i) {  // L^T z = w
-      T* zi = z + i * out.ld;
-      const T inv = T(1) / l[i * g.ld + i];
+    if (i0 + bs < n)  // Z(below) -= L(below, block) Z(block)
+      device::gemm_block(n - i0 - bs, nb, bs, T(-1), Strided<const T>{l + (i0 + bs) * ld + i0, ld, 1},
+                         Strided<const T>{z + i0 * ldz, ldz, 1}, T(1),
+                         Strided<T>{z + (i0 + bs) * ldz, ldz, 1}, pack);
+  }
+  for (index_t i0 = (n - 1) / kSolveBlock * kSolveBlock; i0 >= 0; i0 -= kSolveBlock) {  // L^T Z = W
+    const index_t bs = imin(kSolveBlock, n - i0);
+    for (index_t i = i0 + bs - 1; i >= i0; --i) {
+      T* zi = z + i * ldz;
+      const T inv = T(1) / l[i * ld + i];
       CURVKIT_SIMD
       for (index_t j = 0; j < nb; ++j) zi[j] *= inv;
-      for (index_t q = 0; q < i; ++q) {
-        const T lq = l[i * g.ld + q];
-        T* zq = z + q * out.ld;
+      for (index_t q = i0; q < i; ++q) {
+        const T lq = l[i * ld + q];
+        T* zq = z + q * ldz;
         CURVKIT_SIMD
         for (index_t j = 0; j < nb; ++j) zq[j] -= lq * zi[j];
       }
     }
+    if (i0 > 0)  // Z(above) -= L(block, above)^T Z(block)
+      device::gemm_block(i0, nb, bs, T(-1), Strided<const T>{l + i0 * ld, 1, ld},
+                         Strided<const T>{z + i0 * ldz, ldz, 1}, T(1), Strided<T>{z, ldz, 1},
+                         pack);
+  }
+}
+
+// Z (rows x n, row stride ldz) <- Z L^-T L^-1, L the lower triangle of l (n x n, row stride ld).
+template <class T>
+KOKKOS_INLINE_FUNCTION void solve_right(index_t rows, index_t n, const T* l, index_t ld, T* z,
+                                        index_t ldz, T* pack) {
+  for (index_t j0 = 0; j0 < n; j0 += kSolveBlock) {  // V L^T = Z, left block first
+    const index_t bs = imin(kSolveBlock, n - j0);
+    for (index_t r = 0; r < rows; ++r) {
+      T* zr = z + r * ldz;
+      for (index_t j = j0; j < j0 + bs; ++j) {  // dot form along the contiguous row of L
+        const T* lj = l + j * ld;
+        T s = zr[j];
+        CURVKIT_SIMD_REDUCTION(s)
+        for (index_t q = j0; q < j; ++q) s -= lj[q] * zr[q];
+        zr[j] = s / lj[j];
+      }
+    }
+    if (j0 + bs < n)  // Z(:, right) -= V(:, block) L(right, block)^T
+      device::gemm_block(rows, n - j0 - bs, bs, T(-1), Strided<const T>{z + j0, ldz, 1},
+                         Strided<const T>{l + (j0 + bs) * ld + j0, 1, ld}, T(1),
+                         Strided<T>{z + j0 + bs, ldz, 1}, pack);
+  }
+  for (index_t j0 = (n - 1) / kSolveBlock * kSolveBlock; j0 >= 0; j0 -= kSolveBlock) {  // Y L = V
+    const index_t bs = imin(kSolveBlock, n - j0);
+    for (index_t r = 0; r < rows; ++r) {
+      T* zr = z + r * ldz;
+      for (index_t j = j0 + bs - 1; j >= j0; --j) {  // axpy form along the row of L
+        const T* lj = l + j * ld;
+        const T yj = zr[j] / lj[j];
+        zr[j] = yj;
+        CURVKIT_SIMD
+        for (index_t q = j0; q < j; ++q) zr[q] -= lj[q] * yj;
+      }
+    }
+    if (j0 > 0)  // V(:, left) -= Y(:, block) L(block, left)
+      device::gemm_block(rows, j0, bs, T(-1), Strided<const T>{z + j0, ldz, 1},
+                         Strided<const T>{l + j0 * ld, ld, 1}, T(1), Strided<T>{z, ldz, 1}, pack);
+  }
+}
+
+// out[:, cols] = G^-1 grad[:, cols] for one block of columns (G = L L^T, L in g's lower triangle).
+template <class T>
+struct KronLeftSolve {
+  MatrixBatch<const T> g, x;
+  MatrixBatch<T> out;
+  index_t block_cols, col_blocks;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
+    const index_t b = w / col_blocks, j0 = (w % col_blocks) * block_cols;
+    const index_t n = x.rows, nb = imin(block_cols, x.cols - j0);
+    const T* xb = x.matrix(b) + j0;
+    T* z = out.matrix(b) + j0;
+    for (index_t i = 0; i < n; ++i) {
+      CURVKIT_SIMD
+      for (index_t j = 0; j < nb; ++j) z[i * out.ld + j] = xb[i * x.ld + j];
+    }
+    solve_left(n, nb, g.matrix(g.batch == 1 ? 0 : b), g.ld, z, out.ld, static_cast<T*>(scratch));
   }
 };
 
-// out rows = alpha out rows (L L^T)^{-1}, L = lower triangle of a, row by row in place.
+// out[rows, :] = alpha out[rows, :] A^-1 for one block of rows (A = L L^T, L in a's lower
+// triangle), in place.
 template <class T>
 struct KronRightSolve {
   MatrixBatch<const T> a;
   MatrixBatch<T> out;
   T alpha;
-  index_t row_blocks;
-  KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
-    const index_t b = w / row_blocks, i0 = (w % row_blocks) * kSolveRows;
-    const index_t n = out.cols;
-    const T* l = a.matrix(a.batch == 1 ? 0 : b);
-    for (index_t r = i0; r < imin(i0 + kSolveRows, out.rows); ++r) {
-      T* z = out.matrix(b) + r * out.ld;
-      for (index_t j = 0; j < n; ++j) {  // w L^T = z, i.e. L w^T = z^T: dot form
-        const T* lj = l + j * a.ld;
-        T s = z[j];
-        CURVKIT_SIMD_REDUCTION(s)
-        for (index_t q = 0; q < j; ++q) s -= lj[q] * z[q];
-        z[j] = s / lj[j];
-      }
-      for (index_t j = n - 1; j >= 0; --j) {  // y L = w, i.e. L^T y^T = w^T: axpy form
-        const T* lj = l + j * a.ld;
-        const T yj = z[j] / lj[j];
-        z[j] = yj;
-        CURVKIT_SIMD
-        for (index_t q = 0; q < j; ++q) z[q] -= lj[q] * yj;
-      }
+  index_t block_rows, row_blocks;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
+    const index_t b = w / row_blocks, i0 = (w % row_blocks) * block_rows;
+    const index_t rows = imin(block_rows, out.rows - i0), n = out.cols;
+    T* z = out.matrix(b) + i0 * out.ld;
+    solve_right(rows, n, a.matrix(a.batch == 1 ? 0 : b), a.ld, z, out.ld,
+                static_cast<T*>(scratch));
+    for (index_t r = 0; r < rows; ++r) {
       CURVKIT_SIMD
-      for (index_t j = 0; j < n; ++j) z[j] *= alpha;
+      for (index_t j = 0; j < n; ++j) z[r * out.ld + j] *= alpha;
     }
   }
 };
@@ -420,11 +473,22 @@ Status kron_apply(const Context& ctx, GroupedBatch<const T> g_factor, GroupedBat
       const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(pack + rows * d_in);
       for_each_with_scratch(space, "curvkit::kron_apply", batch * rb, bytes, f);
     } else {
-      const index_t cb = blocks(d_in, kSolveCols), rb = blocks(d_out, kSolveRows);
-      for_each_index(space, "curvkit::kron_apply_left", batch * cb,
-                     KronLeftSolve<T>{g_factor[l], grad[l], out[l], cb});
-      for_each_index(space, "curvkit::kron_apply_right", batch * rb,
-                     KronRightSolve<T>{a_factor[l], out[l], T(o.alpha), rb});
+      // Left pass over blocks of columns (as wide as a packed B block, fewer when threads
+      // need work), right pass over blocks of rows.
+      const index_t conc = index_t(space.concurrency());
+      index_t cols = device::kGemmNc<T>;
+      while (cols > 64 && batch * blocks(d_in, cols) < 4 * conc) cols /= 2;
+      const index_t cb = blocks(d_in, cols);
+      const std::size_t left_bytes =
+          sizeof(T) * static_cast<std::size_t>(device::gemm_pack_elements<T>(cols, kSolveBlock));
+      for_each_with_scratch(space, "curvkit::kron_apply_left", batch * cb, left_bytes,
+                            KronLeftSolve<T>{g_factor[l], grad[l], out[l], cols, cb});
+      const index_t rows = rows_per_item(d_out, batch, conc);
+      const index_t rb = blocks(d_out, rows);
+      const std::size_t right_bytes =
+          sizeof(T) * static_cast<std::size_t>(device::gemm_pack_elements<T>(d_in, kSolveBlock));
+      for_each_with_scratch(space, "curvkit::kron_apply_right", batch * rb, right_bytes,
+                            KronRightSolve<T>{a_factor[l], out[l], T(o.alpha), rows, rb});
     }
   }
   return Status::success();
