@@ -1,11 +1,16 @@
 // Batched GEMM / SYRK tests (curvkit/gemm.hpp): every compiled backend against the reference
 // on fresh random inputs, for every transpose, alpha/beta (beta = 0 with a NaN-filled C that
 // must not leak), broadcast operands, padded layouts, sizes that cross the micro-kernel tile
-// (6 x 16) and the cache blocks (96 x 256 x 256), grouped calls of mixed shapes, and bad input.
+// and the cache blocks, grouped calls of mixed shapes, and bad input; and the embedded blocks of
+// curvkit/device/gemm.hpp called directly.
 //
 // Tolerance (derived): each element of a product of depth k carries at most ~k eps(T) times
 // (|alpha| |op(A)| |op(B)| + |beta| |C|) of rounding; the test bounds |C - C_ref| elementwise by
 // 2 (k + 2) eps(T) times that quantity.
+#include <array>
+#include <limits>
+
+#include "curvkit/device/gemm.hpp"
 #include "family_test_util.hpp"
 
 namespace curvkit::test {
@@ -171,9 +176,10 @@ TEST_P(GemmTest, AlphaBetaBroadcastAndPadding) {
 }
 
 TEST_P(GemmTest, LargeBlocksMatchReference) {
-  // Crosses every cache block: m > 96 rows, n > 256 columns, k > 256.
-  check_gemm<float>({130, 300, 270, 1}, Op::none, Op::none, 1.0, 0.5, false, false, 1);
-  check_gemm<double>({101, 260, 258, 1}, Op::trans, Op::trans, -1.0, 0.0, false, false, 0);
+  // Crosses every cache block of the Kokkos backend: m > 384 rows per work item, n > the
+  // packed B block (1024 float / 512 double columns with AVX-512), k > 256.
+  check_gemm<float>({400, 1100, 270, 1}, Op::none, Op::none, 1.0, 0.5, false, false, 1);
+  check_gemm<double>({390, 530, 258, 1}, Op::trans, Op::trans, -1.0, 0.0, false, false, 0);
 }
 
 TEST_P(GemmTest, SyrkMatchesReference) {
@@ -257,6 +263,73 @@ TEST_P(GemmTest, BadInputIsRejected) {
   expect_invalid(syrk<float>(c, Op::none, 1.f, aa.cview(), 0.f, cc.view()), "square");
   expect_invalid(syrk<float>(c, static_cast<Op>(7), 1.f, aa.cview(), 0.f, cc.view()), "Op");
   EXPECT_EQ(max_rel_err(cc.get(), c0), 0.0);
+}
+
+// The embedded blocks called directly on the host (device/gemm.hpp): gemm_block with strided
+// operands, a column-strided C and the lower mask, gemm_small, gemm_fixed; every element checked
+// against a long double sum, masked elements and C's gaps left untouched.
+template <class T>
+void check_embedded_blocks(std::mt19937_64& rng) {
+  std::normal_distribution<double> nd;
+  const T poison = std::numeric_limits<T>::quiet_NaN();
+  for (auto [m, n, k] : {std::array<index_t, 3>{37, 45, 300}, {13, 7, 5}, {40, 32, 32}}) {
+    for (int variant = 0; variant < 3; ++variant) {  // 0 gemm_block, 1 lower mask, 2 gemm_small
+      if (variant == 2 && (n > device::kGemmSmall || k > device::kGemmSmall)) continue;
+      SCOPED_TRACE("m " + std::to_string(m) + " n " + std::to_string(n) + " k " +
+                   std::to_string(k) + " variant " + std::to_string(variant));
+      // op(A) = A^T stored k x m with ld m + 3; op(B) stored n x k (ld k + 1), read transposed.
+      std::vector<T> a(k * (m + 3)), b(n * (k + 1)), c(m * n * 2 + 5, poison);
+      for (auto& v : a) v = T(nd(rng));
+      for (auto& v : b) v = T(nd(rng));
+      const device::Strided<const T> av{a.data(), 1, m + 3}, bv{b.data(), 1, k + 1};
+      const device::Strided<T> cv{c.data(), 2 * n, 2};  // column stride 2: gaps stay NaN
+      const index_t diag = 3;
+      std::vector<T> pack(std::max<index_t>(device::gemm_pack_elements<T>(n, k), 32 * 32));
+      const T alpha = T(0.75);
+      if (variant == 2)
+        device::gemm_small(m, n, k, alpha, av, bv, T(0), cv, pack.data());
+      else
+        device::gemm_block(m, n, k, alpha, av, bv, T(0), cv, pack.data(), variant == 1, diag);
+      for (index_t i = 0; i < m; ++i)
+        for (index_t j = 0; j < n; ++j) {
+          const T got = c[i * 2 * n + 2 * j];
+          EXPECT_TRUE(std::isnan(c[i * 2 * n + 2 * j + 1]));
+          if (variant == 1 && i + diag < j) {
+            EXPECT_TRUE(std::isnan(got)) << i << ", " << j;
+            continue;
+          }
+          long double want = 0, mag = 0;
+          for (index_t q = 0; q < k; ++q) {
+            want += (long double)a[q * (m + 3) + i] * b[j * (k + 1) + q];
+            mag += std::fabs((long double)a[q * (m + 3) + i] * b[j * (k + 1) + q]);
+          }
+          want *= alpha;
+          const double bound = 2.0 * double(k + 2) * double(std::numeric_limits<T>::epsilon()) *
+                               double(mag);
+          EXPECT_LE(std::fabs(double(got) - double(want)), bound) << i << ", " << j;
+        }
+    }
+  }
+  // gemm_fixed<3, 5, 4> with beta = 0.5 over a random C.
+  std::vector<T> a(3 * 4), b(4 * 5), c(3 * 5), c0;
+  for (auto& v : a) v = T(nd(rng));
+  for (auto& v : b) v = T(nd(rng));
+  for (auto& v : c) v = T(nd(rng));
+  c0 = c;
+  device::gemm_fixed<3, 5, 4>(T(2), a.data(), 4, b.data(), 5, T(0.5), c.data(), 5);
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t j = 0; j < 5; ++j) {
+      long double want = 0.5L * c0[i * 5 + j];
+      for (index_t q = 0; q < 4; ++q) want += 2.0L * a[i * 4 + q] * b[q * 5 + j];
+      EXPECT_NEAR(double(c[i * 5 + j]), double(want),
+                  32 * double(std::numeric_limits<T>::epsilon()) * (1 + std::fabs(double(want))));
+    }
+}
+
+TEST(GemmEmbedded, BlocksMatchLongDoubleSums) {
+  std::mt19937_64 rng(std::random_device{}());
+  check_embedded_blocks<float>(rng);
+  check_embedded_blocks<double>(rng);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, GemmTest,

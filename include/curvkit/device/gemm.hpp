@@ -4,11 +4,12 @@
 // gemm_block   C = alpha op(A) op(B) + beta C for one m x n block of C, A and B given as
 //              strided operands (any transpose is a choice of strides).  On the host it is a
 //              packed, register-tiled product: B is packed into panels of kGemmNr columns
-//              (zero padded), each panel is swept by a kGemmMr x kGemmNr micro-kernel whose
-//              accumulators stay in vector registers (GCC/Clang vector extensions, 32 bytes:
-//              AVX2 / two NEON registers).  On a device (nvcc device pass) the same loops run
-//              scalar, one thread per call.  The caller passes the packing scratch
-//              (gemm_pack_elements).
+//              (zero padded), each row tile of A is packed too, and a kGemmMr x kGemmNr
+//              micro-kernel keeps its accumulators in vector registers (GCC/Clang vector
+//              extensions, 64 bytes with AVX-512, else 32).  On a device (nvcc device pass) the
+//              same loops run scalar, one thread per call.  The caller passes the packing
+//              scratch for B (gemm_pack_elements); A's row tile lives on the stack.
+// gemm_small   the same for n, k <= 32 and any m: a row kernel, no packing of A.
 //              Optionally only the elements with i + diag >= j are written (SYRK's lower
 //              triangle of a block whose top-left corner is diag rows below the diagonal).
 // gemm_fixed   C = alpha A B + beta C for compile-time sizes (fully unrolled; for the tiny
