@@ -84,14 +84,14 @@ void bm_small(benchmark::State& st, Tool tool, bool is_syrk, index_t n, index_t 
           if (is_syrk)
             cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, n, n, 1.f, am, n, 0.f, cm, n);
           else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, am, n, bm, n,
-                        0.f, cm, n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, am, n, bm, n, 0.f,
+                        cm, n);
         } else {
           if (is_syrk)
             cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, n, n, 1.0, am, n, 0.0, cm, n);
           else
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, am, n, bm, n,
-                        0.0, cm, n);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, am, n, bm, n, 0.0,
+                        cm, n);
         }
       }
     }
@@ -117,8 +117,10 @@ void bm_small(benchmark::State& st, Tool tool, bool is_syrk, index_t n, index_t 
   const index_t m = batch - 1, i = n - 1, j = 0;
   double want = 0;
   for (index_t q = 0; q < n; ++q)
-    want += double(a[m * nn + i * n + q]) * (is_syrk ? a[m * nn + j * n + q] : b[m * nn + q * n + j]);
-  if (std::fabs(want - c[m * nn + i * n + j]) > 1e-3 * std::sqrt(double(n)) * (1 + std::fabs(want))) {
+    want +=
+        double(a[m * nn + i * n + q]) * (is_syrk ? a[m * nn + j * n + q] : b[m * nn + q * n + j]);
+  if (std::fabs(want - c[m * nn + i * n + j]) >
+      1e-3 * std::sqrt(double(n)) * (1 + std::fabs(want))) {
     st.SkipWithError("result check failed");
     return;
   }
@@ -145,11 +147,11 @@ void bm_gemm_rate(benchmark::State& st, Tool tool, index_t n) {
 #if CURVKIT_BENCH_HAVE_LAPACKE
     if (tool == Tool::lapacke) {
       if constexpr (std::is_same_v<T, float>)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n,
-                    b.data(), n, 0.f, c.data(), n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(),
+                    n, 0.f, c.data(), n);
       else
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a.data(), n,
-                    b.data(), n, 0.0, c.data(), n);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a.data(), n, b.data(),
+                    n, 0.0, c.data(), n);
     }
 #endif
     benchmark::ClobberMemory();
@@ -189,8 +191,8 @@ void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims, int on
   TensorBatch<float> yv{y.data(), 1, order, xv.dims, size};
   std::vector<MatrixBatch<const float>> uv;
   for (int k = 0; k < order; ++k)
-    uv.push_back(make_batch<const float>(only < 0 || k == only ? u[k].data() : nullptr, 1,
-                                         dims[k], dims[k]));
+    uv.push_back(make_batch<const float>(only < 0 || k == only ? u[k].data() : nullptr, 1, dims[k],
+                                         dims[k]));
   HostBuffer<char> ws(mode_product_chain_workspace_size<float>(ctx, xv, uv));
   ctx.set_workspace(ws.data(), ws.size());
   auto call = [&] {
@@ -205,12 +207,12 @@ void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims, int on
         float* out = k == order - 1 || only >= 0 ? y.data() : (k % 2 ? t1.data() : t0.data());
         const index_t d = dims[k], outer = xv.outer(k), inner = xv.inner(k);
         if (inner == 1) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, outer, d, d, 1.f, in, d,
-                      u[k].data(), d, 0.f, out, d);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, outer, d, d, 1.f, in, d, u[k].data(),
+                      d, 0.f, out, d);
         } else {
           for (index_t l = 0; l < outer; ++l)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, inner, d, 1.f, u[k].data(),
-                        d, in + l * d * inner, inner, 0.f, out + l * d * inner, inner);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, inner, d, 1.f, u[k].data(), d,
+                        in + l * d * inner, inner, 0.f, out + l * d * inner, inner);
         }
         in = out;
       }
@@ -242,7 +244,8 @@ void bm_chain(benchmark::State& st, Tool tool, std::vector<index_t> dims, int on
   set_rate_counters(st, flops, 2.0 * double(size) * sizeof(float));
 }
 
-// ---- K-FAC apply over the autoencoder ------------------------------------------------------------
+// ---- K-FAC apply over the autoencoder
+// ------------------------------------------------------------
 
 enum class KronTool { grouped, loop, lapacke };
 
@@ -279,7 +282,8 @@ void bm_kron_apply(benchmark::State& st, KronTool tool, KronFactor form) {
     if (tool == KronTool::grouped) {
       (void)kron_apply<float>(ctx, gv, av, xv, ov, o);
     } else if (tool == KronTool::loop) {
-      for (std::size_t l = 0; l < layers; ++l) (void)kron_apply<float>(ctx, gv[l], av[l], xv[l], ov[l], o);
+      for (std::size_t l = 0; l < layers; ++l)
+        (void)kron_apply<float>(ctx, gv[l], av[l], xv[l], ov[l], o);
     }
 #if CURVKIT_BENCH_HAVE_LAPACKE
     else {
@@ -313,7 +317,8 @@ void register_small() {
     for (index_t n : {8, 16, 32, 64, 128}) {
       const index_t batch = small_batch(n);
       const bool is_syrk = std::string(op) == "syrk";
-      const std::string tail = "/" + sc + "/n:" + std::to_string(n) + "/batch:" + std::to_string(batch);
+      const std::string tail =
+          "/" + sc + "/n:" + std::to_string(n) + "/batch:" + std::to_string(batch);
       add(std::string(op) + "/kokkos" + tail,
           [=](benchmark::State& st) { bm_small<T>(st, Tool::curvkit, is_syrk, n, batch); });
 #if CURVKIT_BENCH_HAVE_LAPACKE

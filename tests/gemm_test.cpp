@@ -87,9 +87,8 @@ class GemmTest : public BackendTest {
             double acc = 0;
             for (index_t q = 0; q < s.k; ++q)
               acc += op_at(a, m, op_a, i, q) * op_at(b, m, op_b, q, j);
-            direct(m, i, j) =
-                T(double(T(alpha)) * acc +
-                  (beta == 0 ? 0.0 : double(T(beta)) * double(c0(m, i, j))));
+            direct(m, i, j) = T(double(T(alpha)) * acc +
+                                (beta == 0 ? 0.0 : double(T(beta)) * double(c0(m, i, j))));
           }
       EXPECT_LE(max_rel_err(c, direct), 4 * eps<T>());
       return;
@@ -156,9 +155,9 @@ class GemmTest : public BackendTest {
 };
 
 TEST_P(GemmTest, AllTransposesMatchReference) {
-  const std::vector<Shape> shapes = {{1, 1, 1, 3},  {5, 7, 3, 4},   {8, 8, 8, 9},  {17, 16, 5, 2},
-                                     {6, 33, 19, 1}, {32, 32, 32, 3}, {40, 9, 70, 2}, {0, 4, 4, 2},
-                                     {4, 4, 0, 2},  {3, 3, 3, 0}};
+  const std::vector<Shape> shapes = {
+      {1, 1, 1, 3},    {5, 7, 3, 4},   {8, 8, 8, 9}, {17, 16, 5, 2}, {6, 33, 19, 1},
+      {32, 32, 32, 3}, {40, 9, 70, 2}, {0, 4, 4, 2}, {4, 4, 0, 2},   {3, 3, 3, 0}};
   for (const Shape& s : shapes)
     for (Op op_a : {Op::none, Op::trans})
       for (Op op_b : {Op::none, Op::trans}) {
@@ -225,7 +224,8 @@ TEST_P(GemmTest, GroupedMixedShapes) {
   const auto c = run(backend()), ref = run(Backend::reference);
   for (std::size_t g = 0; g < shapes.size(); ++g) {
     SCOPED_TRACE(trace() + ", group " + std::to_string(g));
-    expect_untouched_outside(c0[g], c[g], [](index_t, index_t) { return true; }, "grouped gemm");
+    expect_untouched_outside(
+        c0[g], c[g], [](index_t, index_t) { return true; }, "grouped gemm");
     EXPECT_LE(max_rel_err(c[g], ref[g]), 4.0 * double(shapes[g].k + 2) * eps<double>());
   }
 }
@@ -304,8 +304,8 @@ void check_embedded_blocks(std::mt19937_64& rng) {
             mag += std::fabs((long double)a[q * (m + 3) + i] * b[j * (k + 1) + q]);
           }
           want *= alpha;
-          const double bound = 2.0 * double(k + 2) * double(std::numeric_limits<T>::epsilon()) *
-                               double(mag);
+          const double bound =
+              2.0 * double(k + 2) * double(std::numeric_limits<T>::epsilon()) * double(mag);
           EXPECT_LE(std::fabs(double(got) - double(want)), bound) << i << ", " << j;
         }
     }

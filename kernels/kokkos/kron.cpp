@@ -37,15 +37,21 @@ index_t blocks(index_t n, index_t b) {
   return (n + b - 1) / b;
 }
 
-// Rows of C per work item: kMaxBlockRows, so that each packed block of B serves many row tiles,
-// halved (down to kMinBlockRows) while there are fewer than four work items per thread.
-// `items_per_row_block` is the number of work items each block of rows makes.
+// Block of `extent` per work item: as large as `largest` (packing amortised over the most
+// work), halved down to `smallest` while there are fewer than four work items per thread.
+// `items_per_block` is the number of work items each block makes.
+index_t block_size(index_t extent, index_t largest, index_t smallest, index_t items_per_block,
+                   index_t concurrency) {
+  index_t b = largest;
+  while (b > smallest && extent > smallest && items_per_block * blocks(extent, b) < 4 * concurrency)
+    b /= 2;
+  return b;
+}
+
+// Rows of C per work item: up to kMaxBlockRows, so that each packed block of B serves many row
+// tiles.
 index_t rows_per_item(index_t rows, index_t items_per_row_block, index_t concurrency) {
-  index_t r = kMaxBlockRows;
-  while (r > kMinBlockRows && rows > kMinBlockRows &&
-         items_per_row_block * blocks(rows, r) < 4 * concurrency)
-    r /= 2;
-  return r;
+  return block_size(rows, kMaxBlockRows, kMinBlockRows, items_per_row_block, concurrency);
 }
 
 // op(X) of a row-major matrix with leading dimension ld, and op(X)^T.
@@ -114,11 +120,9 @@ struct GemmJob {
   // packed A tile a whole kGemmNc-wide B block), split while there are fewer than four per
   // thread: rows first (rows_per_item), then columns, down to 256.
   void choose_blocks(index_t concurrency) {
-    block_cols = device::kGemmNc<T>;
-    block_rows = rows_per_item(m, n0 * n1 * blocks(n, block_cols), concurrency);
-    while (block_cols > 256 && n > 256 &&
-           n0 * n1 * blocks(m, block_rows) * blocks(n, block_cols) < 4 * concurrency)
-      block_cols /= 2;
+    block_rows = rows_per_item(m, n0 * n1 * blocks(n, device::kGemmNc<T>), concurrency);
+    block_cols =
+        block_size(n, device::kGemmNc<T>, 256, n0 * n1 * blocks(m, block_rows), concurrency);
     row_blocks = blocks(m, block_rows);
     col_blocks = blocks(n, block_cols);
   }
@@ -184,7 +188,8 @@ KOKKOS_INLINE_FUNCTION void solve_left(index_t n, index_t nb, const T* l, index_
       for (index_t j = 0; j < nb; ++j) zi[j] *= inv;
     }
     if (i0 + bs < n)  // Z(below) -= L(below, block) Z(block)
-      device::gemm_block(n - i0 - bs, nb, bs, T(-1), Strided<const T>{l + (i0 + bs) * ld + i0, ld, 1},
+      device::gemm_block(n - i0 - bs, nb, bs, T(-1),
+                         Strided<const T>{l + (i0 + bs) * ld + i0, ld, 1},
                          Strided<const T>{z + i0 * ldz, ldz, 1}, T(1),
                          Strided<T>{z + (i0 + bs) * ldz, ldz, 1}, pack);
   }
@@ -204,8 +209,7 @@ KOKKOS_INLINE_FUNCTION void solve_left(index_t n, index_t nb, const T* l, index_
     }
     if (i0 > 0)  // Z(above) -= L(block, above)^T Z(block)
       device::gemm_block(i0, nb, bs, T(-1), Strided<const T>{l + i0 * ld, 1, ld},
-                         Strided<const T>{z + i0 * ldz, ldz, 1}, T(1), Strided<T>{z, ldz, 1},
-                         pack);
+                         Strided<const T>{z + i0 * ldz, ldz, 1}, T(1), Strided<T>{z, ldz, 1}, pack);
   }
 }
 
@@ -279,8 +283,7 @@ struct KronRightSolve {
     const index_t b = w / row_blocks, i0 = (w % row_blocks) * block_rows;
     const index_t rows = imin(block_rows, out.rows - i0), n = out.cols;
     T* z = out.matrix(b) + i0 * out.ld;
-    solve_right(rows, n, a.matrix(a.batch == 1 ? 0 : b), a.ld, z, out.ld,
-                static_cast<T*>(scratch));
+    solve_right(rows, n, a.matrix(a.batch == 1 ? 0 : b), a.ld, z, out.ld, static_cast<T*>(scratch));
     for (index_t r = 0; r < rows; ++r) {
       CURVKIT_SIMD
       for (index_t j = 0; j < n; ++j) z[r * out.ld + j] *= alpha;
@@ -348,8 +351,8 @@ Status gemm(const Context& ctx, Op op_a, Op op_b, T alpha, GroupedBatch<const T>
 }
 
 template <class T>
-Status syrk(const Context& ctx, Op op_a, T alpha, GroupedBatch<const T> a, T beta, GroupedBatch<T> c,
-            Fill fill) {
+Status syrk(const Context& ctx, Op op_a, T alpha, GroupedBatch<const T> a, T beta,
+            GroupedBatch<T> c, Fill fill) {
   for (std::size_t g = 0; g < c.size(); ++g) {
     GemmJob<T> job;
     job.m = job.n = c[g].rows;
@@ -458,8 +461,9 @@ Status tnt_normalize(const Context& ctx, std::span<const MatrixBatch<T>> grams, 
 }
 
 template <class T>
-Status kron_apply(const Context& ctx, GroupedBatch<const T> g_factor, GroupedBatch<const T> a_factor,
-                  GroupedBatch<const T> grad, GroupedBatch<T> out, const KronApplyOptions& o) {
+Status kron_apply(const Context& ctx, GroupedBatch<const T> g_factor,
+                  GroupedBatch<const T> a_factor, GroupedBatch<const T> grad, GroupedBatch<T> out,
+                  const KronApplyOptions& o) {
   const ExecSpace space = exec_space(ctx);
   for (std::size_t l = 0; l < grad.size(); ++l) {
     const index_t batch = grad[l].batch, d_out = grad[l].rows, d_in = grad[l].cols;
@@ -476,8 +480,7 @@ Status kron_apply(const Context& ctx, GroupedBatch<const T> g_factor, GroupedBat
       // Left pass over blocks of columns (as wide as a packed B block, fewer when threads
       // need work), right pass over blocks of rows.
       const index_t conc = index_t(space.concurrency());
-      index_t cols = device::kGemmNc<T>;
-      while (cols > 64 && batch * blocks(d_in, cols) < 4 * conc) cols /= 2;
+      const index_t cols = block_size(d_in, device::kGemmNc<T>, kSolveBlock, batch, conc);
       const index_t cb = blocks(d_in, cols);
       const std::size_t left_bytes =
           sizeof(T) * static_cast<std::size_t>(device::gemm_pack_elements<T>(cols, kSolveBlock));

@@ -140,8 +140,8 @@ inline void pack_a(index_t kc, index_t mr, Strided<const T> a, T* pack) {
 // gemm_block the register allocator spilled accumulators (measured: a B vector on the stack).
 template <class T>
 __attribute__((noinline)) void micro_tile(index_t kc, const T* apack, const T* panel, T alpha,
-                                          T beta, Strided<T> c, index_t mr, index_t nr,
-                                          bool lower, index_t diag) {
+                                          T beta, Strided<T> c, index_t mr, index_t nr, bool lower,
+                                          index_t diag) {
   typedef T vec __attribute__((vector_size(kGemmVectorBytes)));
   constexpr int W = kGemmVectorBytes / int(sizeof(T));
   constexpr int MR = kGemmMr;
@@ -239,11 +239,11 @@ CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<con
           if (lower && i0 + mr - 1 + diag < col) break;  // this tile and the rest: above
           const index_t nr = nc - j0 < NR ? nc - j0 : NR;
 #if CURVKIT_GEMM_VECTOR
-          gemm_detail::micro_tile(kc, apack, pack + j0 * kc, alpha, beta_pc, c.at(i0, col), mr,
-                                  nr, lower, i0 + diag - col);
+          gemm_detail::micro_tile(kc, apack, pack + j0 * kc, alpha, beta_pc, c.at(i0, col), mr, nr,
+                                  lower, i0 + diag - col);
 #else
-          gemm_detail::micro_tile(kc, a.at(i0, pc), pack + j0 * kc, alpha, beta_pc,
-                                  c.at(i0, col), mr, nr, lower, i0 + diag - col);
+          gemm_detail::micro_tile(kc, a.at(i0, pc), pack + j0 * kc, alpha, beta_pc, c.at(i0, col),
+                                  mr, nr, lower, i0 + diag - col);
 #endif
         }
       }
@@ -251,7 +251,7 @@ CURVKIT_HD void gemm_block(index_t m, index_t n, index_t k, T alpha, Strided<con
   }
 }
 
-/// Largest m, n and k gemm_small takes.
+/// Largest n and k gemm_small takes (m is unbounded).
 inline constexpr index_t kGemmSmall = 32;
 
 namespace gemm_detail {
@@ -336,8 +336,8 @@ CURVKIT_HD void gemm_small(index_t m, index_t n, index_t k, T alpha, Strided<con
 /// C = alpha A B + beta C for compile-time M x K times K x N (row-major, leading dimensions
 /// lda, ldb, ldc); beta == 0 does not read C.
 template <int M, int N, int K, class T>
-CURVKIT_HD_INLINE void gemm_fixed(T alpha, const T* a, index_t lda, const T* b, index_t ldb,
-                                  T beta, T* c, index_t ldc) {
+CURVKIT_HD_INLINE void gemm_fixed(T alpha, const T* a, index_t lda, const T* b, index_t ldb, T beta,
+                                  T* c, index_t ldc) {
   for (int i = 0; i < M; ++i) {
     T row[N];
     for (int j = 0; j < N; ++j) row[j] = T(0);
