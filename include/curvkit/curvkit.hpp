@@ -8,6 +8,7 @@
 #include "curvkit/core/types.hpp"
 #include "curvkit/core/view.hpp"
 #include "curvkit/gemm.hpp"
+#include "curvkit/khatri_rao.hpp"
 #include "curvkit/kron.hpp"
 #include "curvkit/quasi_newton.hpp"
 #include "curvkit/sherman_morrison.hpp"

@@ -1,4 +1,5 @@
 // Compiled when the CUDA backend is not: every entry point answers not_compiled.
+#include "khatri_rao_backends.hpp"
 #include "kron_backends.hpp"
 #include "runtime_backends.hpp"
 #include "sherman_morrison_backends.hpp"
@@ -16,6 +17,7 @@ Status synchronize(const Context&) {
 CURVKIT_DEFINE_SPD_STUBS(cuda)
 CURVKIT_DEFINE_SM_STUBS(cuda)
 CURVKIT_DEFINE_KRON_STUBS(cuda)
+CURVKIT_DEFINE_KHATRI_RAO_STUBS(cuda)
 
 namespace curvkit::cuda {
 template <class T>

@@ -1,4 +1,5 @@
 // Compiled when the Kokkos backend is not: every entry point answers not_compiled.
+#include "khatri_rao_backends.hpp"
 #include "kron_backends.hpp"
 #include "runtime_backends.hpp"
 #include "sherman_morrison_backends.hpp"
@@ -18,3 +19,4 @@ void fence(const Context&) {}
 CURVKIT_DEFINE_SPD_STUBS(kokkos)
 CURVKIT_DEFINE_SM_STUBS(kokkos)
 CURVKIT_DEFINE_KRON_STUBS(kokkos)
+CURVKIT_DEFINE_KHATRI_RAO_STUBS(kokkos)
