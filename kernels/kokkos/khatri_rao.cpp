@@ -1,7 +1,7 @@
 // Kokkos backend of the Khatri–Rao family (khatri_rao.hpp).
 //
 // khatri_rao_gram
-//   linear layers (S = 1)  one work item per kTile x kTile tile of K on or below the diagonal:
+//   linear layers (S = 1)  one work item per tile of K on or below the diagonal (gram_tile):
 //                          both products A_I A_J^T and G_I G_J^T through device::gemm_block
 //                          into scratch tiles, then (t1 + bias) o t2 summed over the layers of
 //                          a summed call (up to kMaxFusedLayers per launch) and K written once.
@@ -33,7 +33,13 @@ namespace {
 
 using device::Strided;
 
-constexpr index_t kTile = 96;  // K tile / position tile: a multiple of kGemmMr and of kGemmNr
+// Rows of a position / sample tile (fused convolution Gram, J v, J^T u): a multiple of kGemmMr
+// and of kGemmNr.
+constexpr index_t kTile = 96;
+// Linear Gram tiles: kTile times a power of two up to this, the largest that still gives every
+// thread two tiles (one tile on one thread: each packed row tile of A then serves all of K's
+// columns, and packing is a third of the time at 96 x 96 tiles).
+constexpr index_t kMaxGramTile = 8 * kTile;
 constexpr int kMaxFusedLayers = 16;
 
 KOKKOS_INLINE_FUNCTION index_t imin(index_t a, index_t b) {
@@ -61,6 +67,18 @@ KOKKOS_INLINE_FUNCTION void store(T& out, T alpha, S sum, T beta) {
   out = beta == T(0) ? T(alpha * sum) : T(alpha * sum + beta * out);
 }
 
+// Side of the linear Gram's tiles for m x m outputs, `batch` of them, on `threads` threads.
+index_t gram_tile(index_t m, index_t batch, index_t threads) {
+  const index_t want = threads > 1 ? 2 * threads : 1;
+  index_t tile = kMaxGramTile;
+  while (tile > kTile) {
+    const index_t t = blocks(m, tile);
+    if (batch * t * (t + 1) / 2 >= want) break;
+    tile /= 2;
+  }
+  return std::min(tile, blocks(m, kTile) * kTile);  // scratch is tile^2: no larger than K
+}
+
 // ---- Gram: linear layers ----------------------------------------------------------------
 
 template <class T>
@@ -69,47 +87,36 @@ struct LinearGram {
   int layers = 0;
   MatrixBatch<T> k;
   T alpha, beta, bias;
-  index_t tiles = 0, pack_elems = 0;
+  index_t tile = kTile, tiles = 0, pack_elems = 0;
 
   KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
     const index_t per = tiles * tiles, b = w / per, ti = (w % per) / tiles, tj = w % tiles;
     if (tj > ti) return;
-    const index_t m = k.rows, i0 = ti * kTile, j0 = tj * kTile;
-    const index_t mb = imin(kTile, m - i0), nb = imin(kTile, m - j0);
+    const index_t m = k.rows, i0 = ti * tile, j0 = tj * tile;
+    const index_t mb = imin(tile, m - i0), nb = imin(tile, m - j0);
     const bool diag = ti == tj;
     T* pack = static_cast<T*>(scratch);
     T* t1 = pack + pack_elems;
-    T* t2 = t1 + kTile * kTile;
-    T* acc = t2 + kTile * kTile;
+    T* t2 = t1 + tile * tile;
     for (int l = 0; l < layers; ++l) {
       device::gemm_block(mb, nb, a[l].cols, T(1), rows_of(a[l], b, i0), rows_transposed(a[l], b, j0),
-                         T(0), Strided<T>{t1, kTile, 1}, pack, diag);
+                         T(0), Strided<T>{t1, tile, 1}, pack, diag);
       device::gemm_block(mb, nb, g[l].cols, T(1), rows_of(g[l], b, i0), rows_transposed(g[l], b, j0),
-                         T(0), Strided<T>{t2, kTile, 1}, pack, diag);
+                         T(0), Strided<T>{t2, tile, 1}, pack, diag);
+      // K = alpha (t1 + bias) o t2 + beta K for the first layer, K += alpha (...) after it.
+      const T beta_l = l == 0 ? beta : T(1);
       for (index_t i = 0; i < mb; ++i) {
         const index_t jn = diag ? i + 1 : nb;
-        T* ai = acc + i * kTile;
-        const T* p1 = t1 + i * kTile;
-        const T* p2 = t2 + i * kTile;
-        if (l == 0) {
+        T* ki = &k(b, i0 + i, j0);
+        const T* p1 = t1 + i * tile;
+        const T* p2 = t2 + i * tile;
+        if (beta_l == T(0)) {
           CURVKIT_SIMD
-          for (index_t j = 0; j < jn; ++j) ai[j] = (p1[j] + bias) * p2[j];
+          for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]);
         } else {
           CURVKIT_SIMD
-          for (index_t j = 0; j < jn; ++j) ai[j] += (p1[j] + bias) * p2[j];
+          for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]) + beta_l * ki[j];
         }
-      }
-    }
-    for (index_t i = 0; i < mb; ++i) {
-      const index_t jn = diag ? i + 1 : nb;
-      T* ki = &k(b, i0 + i, j0);
-      const T* ai = acc + i * kTile;
-      if (beta == T(0)) {
-        CURVKIT_SIMD
-        for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ai[j];
-      } else {
-        CURVKIT_SIMD
-        for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ai[j] + beta * ki[j];
       }
     }
   }
@@ -225,7 +232,8 @@ Status gram_into(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const
     f.alpha = alpha;
     f.beta = beta;
     f.bias = bias;
-    f.tiles = blocks(m, kTile);
+    f.tile = gram_tile(m, k.batch, index_t(space.concurrency()));
+    f.tiles = blocks(m, f.tile);
     index_t depth = 0;
     for (std::size_t q = first; q < linear.size() && f.layers < kMaxFusedLayers; ++q) {
       f.a[f.layers] = a[linear[q]];
@@ -233,8 +241,8 @@ Status gram_into(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const
       depth = std::max({depth, a[linear[q]].cols, g[linear[q]].cols});
       ++f.layers;
     }
-    f.pack_elems = device::gemm_pack_elements<T>(kTile, depth);
-    const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + 3 * kTile * kTile);
+    f.pack_elems = device::gemm_pack_elements<T>(f.tile, depth);
+    const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + 2 * f.tile * f.tile);
     for_each_with_scratch(space, "curvkit::khatri_rao_gram linear", k.batch * f.tiles * f.tiles,
                           bytes, f);
     beta = T(1);
