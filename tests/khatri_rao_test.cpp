@@ -358,13 +358,17 @@ class KhatriRaoTest : public BackendTest {
         }
         o.beta = 0;
         check_gram<T>({layer<T>(1, 20, 1, 300, 270)}, 1, 20, o);
-        // Convolution, both paths; positions past one 96-row tile.
+        // Convolution, both paths, several samples per tile and one sample over several.
         for (GramPath path : {GramPath::fused, GramPath::direct, GramPath::automatic}) {
           o.path = path;
           o.beta = path == GramPath::direct ? beta : 0.0;
           check_gram<T>({layer<T>(2, 9, 5, d(rng_), d(rng_))}, 2, 9, o);
           check_gram<T>({layer<T>(1, 3, 100, 6, 5)}, 1, 3, o);
         }
+        // More positions than one tile holds: the per-pair kernel, position tiles crossed.
+        o.path = GramPath::fused;
+        o.beta = beta;
+        check_gram<T>({layer<T>(1, 2, 400, 3, 2)}, 1, 2, o);
         // A network: linear and convolution layers of different shapes, per layer and summed.
         o.path = GramPath::automatic;
         o.beta = beta;

@@ -1,14 +1,17 @@
 // Kokkos backend of the Khatri–Rao family (khatri_rao.hpp).
 //
 // khatri_rao_gram
-//   linear layers (S = 1)  one work item per tile of K on or below the diagonal (gram_tile):
-//                          both products A_I A_J^T and G_I G_J^T through device::gemm_block
-//                          into scratch tiles, then (t1 + bias) o t2 summed over the layers of
-//                          a summed call (up to kMaxFusedLayers per launch) and K written once.
-//   convolution, fused     one work item per sample pair (i, j <= i): the S x S position
-//                          blocks in kTile x kTile tiles, the Hadamard product summed on the
-//                          fly in double; nothing of size S x S per pair is kept.
-//   convolution, direct    per batch entry and slice of output channels: the per-sample
+//   tiled (linear layers; convolutions on the fused path with S <= kMaxTiledPositions)
+//                          rows of A and G are (sample, position) pairs; one work item per
+//                          tile of whole samples on or below the diagonal (gram_tile): both
+//                          products through device::gemm_block into scratch tiles, then each
+//                          K_ij gets the sum of (t1 + bias) o t2 over its S x S block.  The
+//                          layers of a summed call that share S run in one launch (up to
+//                          kMaxFusedLayers).
+//   pairs (fused, S > kMaxTiledPositions)  one work item per sample pair (i, j <= i): the
+//                          S x S position blocks in kPositionTile tiles, summed on the fly in
+//                          double; nothing of size S x S per pair is kept.
+//   direct                 per batch entry and slice of output channels: the per-sample
 //                          gradients by this backend's batched GEMM into the Context workspace
 //                          (bias column by a small kernel), then K += alpha W W^T by its SYRK.
 //   Every contribution writes K's lower triangle (the first with the caller's beta, later ones
@@ -40,6 +43,10 @@ constexpr index_t kTile = 96;
 // thread two tiles (one tile on one thread: each packed row tile of A then serves all of K's
 // columns, and packing is a third of the time at 96 x 96 tiles).
 constexpr index_t kMaxGramTile = 8 * kTile;
+// Convolutions with more positions than this take the per-pair fused kernel (PairGram), with
+// position tiles of kPositionTile.
+constexpr index_t kMaxTiledPositions = kMaxGramTile / 2;
+constexpr index_t kPositionTile = 4 * kTile;
 constexpr int kMaxFusedLayers = 16;
 
 KOKKOS_INLINE_FUNCTION index_t imin(index_t a, index_t b) {
@@ -67,65 +74,89 @@ KOKKOS_INLINE_FUNCTION void store(T& out, T alpha, S sum, T beta) {
   out = beta == T(0) ? T(alpha * sum) : T(alpha * sum + beta * out);
 }
 
-// Side of the linear Gram's tiles for m x m outputs, `batch` of them, on `threads` threads.
-index_t gram_tile(index_t m, index_t batch, index_t threads) {
+// Side (in rows of A and G) of the tiled Gram's tiles for m samples of S rows each, `batch`
+// Grams, on `threads` threads: the largest of kMaxGramTile / 2^i that still gives every thread
+// two tiles (one tile on one thread: each packed row tile of A then serves all of K's
+// columns), at least one sample, no larger than the m S rows.
+index_t gram_tile(index_t m, index_t s, index_t batch, index_t threads) {
   const index_t want = threads > 1 ? 2 * threads : 1;
   index_t tile = kMaxGramTile;
   while (tile > kTile) {
-    const index_t t = blocks(m, tile);
+    const index_t t = blocks(m, std::max<index_t>(1, tile / s));
     if (batch * t * (t + 1) / 2 >= want) break;
     tile /= 2;
   }
-  return std::min(tile, blocks(m, kTile) * kTile);  // scratch is tile^2: no larger than K
+  return std::min(std::max(tile / s, index_t(1)) * s, blocks(m * s, kTile) * kTile);
 }
 
-// ---- Gram: linear layers ----------------------------------------------------------------
-
+// ---- Gram: tiled (linear layers, and convolutions with S <= kMaxTiledPositions) -------------
+//
+// Rows of A and G are (sample, position) pairs.  A work item owns the samples I x J (J <= I)
+// of K: t1 = A(rows of I) A(rows of J)^T and t2 the same for G in scratch, then each K_ij
+// gets the sum of (t1 + bias) o t2 over its S x S block.  Layers of one launch share S.
 template <class T>
-struct LinearGram {
+struct TiledGram {
   MatrixBatch<const T> a[kMaxFusedLayers], g[kMaxFusedLayers];
   int layers = 0;
   MatrixBatch<T> k;
-  T alpha, beta, bias;
-  index_t tile = kTile, tiles = 0, pack_elems = 0;
+  T alpha = 1, beta = 0, bias = 0;
+  index_t s = 1, per_tile = 1, tiles = 0, pack_elems = 0;  // per_tile samples per tile
 
   KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
     const index_t per = tiles * tiles, b = w / per, ti = (w % per) / tiles, tj = w % tiles;
     if (tj > ti) return;
-    const index_t m = k.rows, i0 = ti * tile, j0 = tj * tile;
-    const index_t mb = imin(tile, m - i0), nb = imin(tile, m - j0);
+    const index_t m = k.rows, i0 = ti * per_tile, j0 = tj * per_tile;
+    const index_t mb = imin(per_tile, m - i0), nb = imin(per_tile, m - j0), ld = per_tile * s;
     const bool diag = ti == tj;
     T* pack = static_cast<T*>(scratch);
     T* t1 = pack + pack_elems;
-    T* t2 = t1 + tile * tile;
+    T* t2 = t1 + ld * ld;
     for (int l = 0; l < layers; ++l) {
-      device::gemm_block(mb, nb, a[l].cols, T(1), rows_of(a[l], b, i0), rows_transposed(a[l], b, j0),
-                         T(0), Strided<T>{t1, tile, 1}, pack, diag);
-      device::gemm_block(mb, nb, g[l].cols, T(1), rows_of(g[l], b, i0), rows_transposed(g[l], b, j0),
-                         T(0), Strided<T>{t2, tile, 1}, pack, diag);
-      // K = alpha (t1 + bias) o t2 + beta K for the first layer, K += alpha (...) after it.
+      // On a diagonal tile, rows of sample i meet every row of samples j <= i: diag offset s-1.
+      device::gemm_block(mb * s, nb * s, a[l].cols, T(1), rows_of(a[l], b, i0 * s),
+                         rows_transposed(a[l], b, j0 * s), T(0), Strided<T>{t1, ld, 1}, pack,
+                         diag, s - 1);
+      device::gemm_block(mb * s, nb * s, g[l].cols, T(1), rows_of(g[l], b, i0 * s),
+                         rows_transposed(g[l], b, j0 * s), T(0), Strided<T>{t2, ld, 1}, pack,
+                         diag, s - 1);
+      // K = alpha sum + beta K for the first layer, K += alpha sum after it.
       const T beta_l = l == 0 ? beta : T(1);
       for (index_t i = 0; i < mb; ++i) {
         const index_t jn = diag ? i + 1 : nb;
         T* ki = &k(b, i0 + i, j0);
-        const T* p1 = t1 + i * tile;
-        const T* p2 = t2 + i * tile;
-        if (beta_l == T(0)) {
-          CURVKIT_SIMD
-          for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]);
-        } else {
-          CURVKIT_SIMD
-          for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]) + beta_l * ki[j];
+        if (s == 1) {
+          const T* p1 = t1 + i * ld;
+          const T* p2 = t2 + i * ld;
+          if (beta_l == T(0)) {
+            CURVKIT_SIMD
+            for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]);
+          } else {
+            CURVKIT_SIMD
+            for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]) + beta_l * ki[j];
+          }
+          continue;
+        }
+        for (index_t j = 0; j < jn; ++j) {
+          T sum = 0;
+          for (index_t t = 0; t < s; ++t) {
+            const T* p1 = t1 + (i * s + t) * ld + j * s;
+            const T* p2 = t2 + (i * s + t) * ld + j * s;
+            CURVKIT_SIMD_REDUCTION(sum)
+            for (index_t u = 0; u < s; ++u) sum += (p1[u] + bias) * p2[u];
+          }
+          store(ki[j], alpha, sum, beta_l);
         }
       }
     }
   }
 };
 
-// ---- Gram: convolution, fused -------------------------------------------------------------
+// ---- Gram: convolution with many positions, fused -----------------------------------------
 
+// One work item per sample pair (i, j <= i): the S x S position blocks in tiles of
+// kPositionTile, the Hadamard product summed on the fly in double; nothing of size S x S kept.
 template <class T>
-struct FusedConvGram {
+struct PairGram {
   MatrixBatch<const T> a, g;
   MatrixBatch<T> k;
   index_t s = 1, pack_elems = 0;
@@ -136,19 +167,20 @@ struct FusedConvGram {
     if (j > i) return;
     T* pack = static_cast<T*>(scratch);
     T* t1 = pack + pack_elems;
-    T* t2 = t1 + kTile * kTile;
+    T* t2 = t1 + kPositionTile * kPositionTile;
     double sum = 0;
-    for (index_t r0 = 0; r0 < s; r0 += kTile)
-      for (index_t c0 = 0; c0 < s; c0 += kTile) {
-        const index_t rb = imin(kTile, s - r0), cb = imin(kTile, s - c0);
+    for (index_t r0 = 0; r0 < s; r0 += kPositionTile)
+      for (index_t c0 = 0; c0 < s; c0 += kPositionTile) {
+        const index_t rb = imin(kPositionTile, s - r0), cb = imin(kPositionTile, s - c0);
+        const Strided<T> c1{t1, kPositionTile, 1}, c2{t2, kPositionTile, 1};
         device::gemm_block(rb, cb, a.cols, T(1), rows_of(a, b, i * s + r0),
-                           rows_transposed(a, b, j * s + c0), T(0), Strided<T>{t1, kTile, 1}, pack);
+                           rows_transposed(a, b, j * s + c0), T(0), c1, pack);
         device::gemm_block(rb, cb, g.cols, T(1), rows_of(g, b, i * s + r0),
-                           rows_transposed(g, b, j * s + c0), T(0), Strided<T>{t2, kTile, 1}, pack);
+                           rows_transposed(g, b, j * s + c0), T(0), c2, pack);
         for (index_t r = 0; r < rb; ++r) {
           T part = 0;
-          const T* p1 = t1 + r * kTile;
-          const T* p2 = t2 + r * kTile;
+          const T* p1 = t1 + r * kPositionTile;
+          const T* p2 = t2 + r * kPositionTile;
           CURVKIT_SIMD_REDUCTION(part)
           for (index_t c = 0; c < cb; ++c) part += (p1[c] + bias) * p2[c];
           sum += double(part);
@@ -222,41 +254,55 @@ Status gram_into(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const
   const T alpha = T(o.alpha), bias = o.bias ? T(1) : T(0);
   T beta = T(o.beta);
   if (m == 0 || k.batch == 0) return Status::success();
-  // Linear layers first, fused in tiles.
-  std::vector<std::size_t> linear;
-  for (std::size_t l : ls)
-    if (detail::positions(a[l].rows, m) == 1) linear.push_back(l);
-  for (std::size_t first = 0; first < linear.size(); first += kMaxFusedLayers) {
-    LinearGram<T> f{};
+  // Tiled launches first: the linear layers (all in one launch, or as few as
+  // kMaxFusedLayers allows), then each convolution on the fused path with few positions.
+  // The rest one layer at a time.  The first contribution applies beta, later ones add.
+  std::vector<std::size_t> tiled, other;
+  for (std::size_t l : ls) {
+    const index_t s = detail::positions(a[l].rows, m);
+    const bool fused =
+        detail::gram_path(m, s, a[l].cols, g[l].cols, o.bias, o.path) == GramPath::fused;
+    (fused && s <= kMaxTiledPositions ? tiled : other).push_back(l);
+  }
+  std::stable_sort(tiled.begin(), tiled.end(), [&](std::size_t x, std::size_t y) {
+    return a[x].rows < a[y].rows;  // layers with the same S next to each other
+  });
+  for (std::size_t first = 0; first < tiled.size();) {
+    TiledGram<T> f{};
     f.k = k;
     f.alpha = alpha;
     f.beta = beta;
     f.bias = bias;
-    f.tile = gram_tile(m, k.batch, index_t(space.concurrency()));
-    f.tiles = blocks(m, f.tile);
+    f.s = detail::positions(a[tiled[first]].rows, m);
+    const index_t tile = gram_tile(m, f.s, k.batch, index_t(space.concurrency()));
+    f.per_tile = tile / f.s;
+    f.tiles = blocks(m, f.per_tile);
     index_t depth = 0;
-    for (std::size_t q = first; q < linear.size() && f.layers < kMaxFusedLayers; ++q) {
-      f.a[f.layers] = a[linear[q]];
-      f.g[f.layers] = g[linear[q]];
-      depth = std::max({depth, a[linear[q]].cols, g[linear[q]].cols});
+    for (; first < tiled.size() && f.layers < kMaxFusedLayers &&
+           detail::positions(a[tiled[first]].rows, m) == f.s;
+         ++first) {
+      f.a[f.layers] = a[tiled[first]];
+      f.g[f.layers] = g[tiled[first]];
+      depth = std::max({depth, a[tiled[first]].cols, g[tiled[first]].cols});
       ++f.layers;
     }
-    f.pack_elems = device::gemm_pack_elements<T>(f.tile, depth);
-    const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + 2 * f.tile * f.tile);
-    for_each_with_scratch(space, "curvkit::khatri_rao_gram linear", k.batch * f.tiles * f.tiles,
+    f.pack_elems = device::gemm_pack_elements<T>(tile, depth);
+    const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + 2 * tile * tile);
+    for_each_with_scratch(space, "curvkit::khatri_rao_gram tiled", k.batch * f.tiles * f.tiles,
                           bytes, f);
     beta = T(1);
   }
-  for (std::size_t l : ls) {
+  for (std::size_t l : other) {
     const index_t s = detail::positions(a[l].rows, m);
-    if (s == 1) continue;
     if (detail::gram_path(m, s, a[l].cols, g[l].cols, o.bias, o.path) == GramPath::direct) {
       CURVKIT_RETURN_IF_ERROR(direct_conv_gram(ctx, a[l], g[l], k, alpha, beta, o.bias));
     } else {
-      FusedConvGram<T> f{a[l], g[l], k, s, 0, alpha, beta, bias};
-      f.pack_elems = device::gemm_pack_elements<T>(imin(kTile, s), std::max(a[l].cols, g[l].cols));
-      const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + 2 * kTile * kTile);
-      for_each_with_scratch(space, "curvkit::khatri_rao_gram conv", k.batch * m * m, bytes, f);
+      PairGram<T> f{a[l], g[l], k, s, 0, alpha, beta, bias};
+      f.pack_elems =
+          device::gemm_pack_elements<T>(imin(kPositionTile, s), std::max(a[l].cols, g[l].cols));
+      const std::size_t bytes =
+          sizeof(T) * std::size_t(f.pack_elems + 2 * kPositionTile * kPositionTile);
+      for_each_with_scratch(space, "curvkit::khatri_rao_gram pairs", k.batch * m * m, bytes, f);
     }
     beta = T(1);
   }
