@@ -47,6 +47,10 @@ constexpr index_t kMaxGramTile = 8 * kTile;
 // position tiles of kPositionTile.
 constexpr index_t kMaxTiledPositions = kMaxGramTile / 2;
 constexpr index_t kPositionTile = 4 * kTile;
+// J v and J^T u: rows of A (and of V) per block, and output channels per J v chunk.  Large
+// blocks, because each block packs its share of V (or of A) once.
+constexpr index_t kJacobianRows = 4 * kTile;
+constexpr index_t kJvChunk = 512;
 constexpr int kMaxFusedLayers = 16;
 
 KOKKOS_INLINE_FUNCTION index_t imin(index_t a, index_t b) {
@@ -327,11 +331,11 @@ struct JacobianVector {
     const index_t ib = imin(samples_per_item, m - i0), d_in = a.cols, d_out = g.cols;
     T* pack = static_cast<T*>(scratch);
     T* p = pack + pack_elems;
-    double* sums = reinterpret_cast<double*>(p + kTile * chunk_cols);
+    double* sums = reinterpret_cast<double*>(p + kJacobianRows * chunk_cols);
     for (index_t i = 0; i < ib; ++i) sums[i] = 0;
     const index_t r_first = i0 * s, r_end = (i0 + ib) * s;
-    for (index_t r0 = r_first; r0 < r_end; r0 += kTile) {
-      const index_t rb = imin(kTile, r_end - r0);
+    for (index_t r0 = r_first; r0 < r_end; r0 += kJacobianRows) {
+      const index_t rb = imin(kJacobianRows, r_end - r0);
       for (index_t q0 = 0; q0 < d_out; q0 += chunk_cols) {
         const index_t qb = imin(chunk_cols, d_out - q0);
         // P = A(rows) V(q0:q0+qb, 0:d_in)^T
@@ -365,14 +369,14 @@ void jv_layer(const Context& ctx, const MatrixBatch<const T>& a, const MatrixBat
   if (m == 0 || u.batch == 0) return;
   JacobianVector<T> f{a, g, v, u};
   f.s = detail::positions(a.rows, m);
-  f.samples_per_item = f.s >= kTile ? 1 : std::min(m, std::max<index_t>(1, kTile / std::max<index_t>(f.s, 1)));
+  f.samples_per_item = std::min(m, std::max<index_t>(1, kJacobianRows / std::max<index_t>(f.s, 1)));
   f.items_per_batch = blocks(m, f.samples_per_item);
-  f.chunk_cols = std::min<index_t>(std::max<index_t>(g.cols, 1), 256);
+  f.chunk_cols = std::min<index_t>(std::max<index_t>(g.cols, 1), kJvChunk);
   f.pack_elems = device::gemm_pack_elements<T>(f.chunk_cols, a.cols);
   f.alpha = alpha;
   f.beta = beta;
   f.bias = bias;
-  const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + kTile * f.chunk_cols) +
+  const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + kJacobianRows * f.chunk_cols) +
                             sizeof(double) * std::size_t(f.samples_per_item) + sizeof(double);
   for_each_with_scratch(exec_space(ctx), "curvkit::khatri_rao_jv", u.batch * f.items_per_batch,
                         bytes, f);
@@ -390,8 +394,9 @@ struct JacobianTransposeVector {
 
   KOKKOS_INLINE_FUNCTION void operator()(index_t w, void* scratch) const {
     const index_t per = row_blocks * col_blocks, b = w / per;
-    const index_t p0 = ((w % per) / col_blocks) * kTile, c0 = (w % col_blocks) * block_cols;
-    const index_t d_in = a.cols, pb = imin(kTile, v.rows - p0), cb = imin(block_cols, d_in - c0);
+    const index_t p0 = ((w % per) / col_blocks) * kJacobianRows, c0 = (w % col_blocks) * block_cols;
+    const index_t d_in = a.cols, pb = imin(kJacobianRows, v.rows - p0),
+                  cb = imin(block_cols, d_in - c0);
     const index_t rows = a.rows;
     T* pack = static_cast<T*>(scratch);
     T* gt = pack + pack_elems;  // pb x kGemmKc: (G^T diag(u)) of one depth chunk
@@ -436,13 +441,13 @@ void jtu_layer(const Context& ctx, const MatrixBatch<const T>& a, const MatrixBa
   JacobianTransposeVector<T> f{a, g, u, v};
   f.s = detail::positions(a.rows, u.rows);
   f.block_cols = std::max<index_t>(1, std::min(a.cols, device::kGemmNc<T>));
-  f.row_blocks = blocks(v.rows, kTile);
+  f.row_blocks = blocks(v.rows, kJacobianRows);
   f.col_blocks = std::max<index_t>(1, blocks(a.cols, f.block_cols));
   f.pack_elems = device::gemm_pack_elements<T>(f.block_cols, device::kGemmKc);
   f.alpha = alpha;
   f.beta = beta;
   f.bias = bias;
-  const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + kTile * device::kGemmKc);
+  const std::size_t bytes = sizeof(T) * std::size_t(f.pack_elems + kJacobianRows * device::kGemmKc);
   for_each_with_scratch(exec_space(ctx), "curvkit::khatri_rao_jtu",
                         v.batch * f.row_blocks * f.col_blocks, bytes, f);
 }
