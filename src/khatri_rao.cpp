@@ -139,7 +139,7 @@ Status check_jacobian(const char* op, GroupedBatch<const T> a, GroupedBatch<cons
 
 GramPath khatri_rao_gram_path(index_t m, index_t positions, index_t d_in, index_t d_out,
                               bool bias) {
-  if (positions <= 1) return GramPath::fused;
+  if (positions <= 1 || d_out == 0 || d_in + (bias ? 1 : 0) == 0) return GramPath::fused;
   const double mm = double(m), s = double(positions), di = double(d_in + (bias ? 1 : 0)),
                dout = double(d_out);
   const double fused = mm * (mm + 1) * s * s * (di + dout);

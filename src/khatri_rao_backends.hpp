@@ -93,7 +93,9 @@ inline index_t positions(index_t rows, index_t m) {
 // The path a layer takes: linear layers always fused; otherwise the option, or the cost model.
 inline GramPath gram_path(index_t m, index_t s, index_t d_in, index_t d_out, bool bias,
                           GramPath requested) {
-  if (s <= 1) return GramPath::fused;
+  // Empty per-sample gradients have nothing to build: the fused form (K = 0, or NaN where the
+  // inputs are) without workspace.
+  if (s <= 1 || d_out == 0 || d_in + (bias ? 1 : 0) == 0) return GramPath::fused;
   if (requested != GramPath::automatic) return requested;
   return khatri_rao_gram_path(m, s, d_in, d_out, bias);
 }

@@ -376,6 +376,16 @@ class KhatriRaoTest : public BackendTest {
                        layer<T>(2, 11, 1, d(rng_), d(rng_)), layer<T>(2, 11, 2, d(rng_), d(rng_))},
                       2, 11, o);
       }
+    // Empty layers: no positions (K = beta K), no output channels, no input features.
+    for (GramPath path : {GramPath::automatic, GramPath::direct}) {
+      KhatriRaoOptions e;
+      e.path = path;
+      e.beta = 0.5;
+      check_gram<T>({layer<T>(1, 5, 0, 4, 3)}, 1, 5, e);
+      check_gram<T>({layer<T>(1, 5, 2, 4, 0)}, 1, 5, e);
+      e.beta = 0;
+      check_gram<T>({layer<T>(1, 5, 3, 0, 2)}, 1, 5, e);
+    }
     // More linear layers than one fused launch takes.
     std::vector<Layer<T>> many;
     for (int l = 0; l < 18; ++l) many.push_back(layer<T>(1, 13, 1, d(rng_), d(rng_)));

@@ -73,8 +73,8 @@ struct KhatriRaoOptions {
   GramPath path = GramPath::automatic;     ///< khatri_rao_gram: layers with S > 1
 };
 
-/// The path khatri_rao_gram takes for one layer of m samples with S positions (S = 1 is always
-/// `fused`, the linear Gram): the cheaper of m (m+1) S^2 (d_in + d_out) flops (fused) and
+/// The path khatri_rao_gram takes for one layer of m samples with S positions (S = 1 and empty
+/// per-sample gradients are always `fused`): the cheaper of m (m+1) S^2 (d_in + d_out) flops (fused) and
 /// 2 m S d_in d_out + m (m+1) d_in d_out flops plus 10 flops per byte of per-sample gradients
 /// written and read again (direct).
 GramPath khatri_rao_gram_path(index_t m, index_t positions, index_t d_in, index_t d_out,

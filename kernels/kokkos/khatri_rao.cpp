@@ -240,6 +240,16 @@ Status direct_conv_gram(const Context& ctx, const MatrixBatch<const T>& a,
 }
 
 template <class T>
+struct ScaleLower {
+  MatrixBatch<T> k;
+  T beta;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
+    const index_t b = w / k.rows, i = w % k.rows;
+    for (index_t j = 0; j <= i; ++j) k(b, i, j) = beta == T(0) ? T(0) : beta * k(b, i, j);
+  }
+};
+
+template <class T>
 struct MirrorLower {
   MatrixBatch<T> k;
   KOKKOS_INLINE_FUNCTION void operator()(index_t w) const {
@@ -264,6 +274,7 @@ Status gram_into(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const
   std::vector<std::size_t> tiled, other;
   for (std::size_t l : ls) {
     const index_t s = detail::positions(a[l].rows, m);
+    if (s == 0) continue;  // no rows: contributes 0
     const bool fused =
         detail::gram_path(m, s, a[l].cols, g[l].cols, o.bias, o.path) == GramPath::fused;
     (fused && s <= kMaxTiledPositions ? tiled : other).push_back(l);
@@ -310,6 +321,9 @@ Status gram_into(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const
     }
     beta = T(1);
   }
+  if (tiled.empty() && other.empty())  // nothing contributed: K = beta K
+    for_each_index(space, "curvkit::khatri_rao_gram scale", k.batch * m,
+                   ScaleLower<T>{k, T(o.beta)});
   if (o.fill == Fill::full)
     for_each_index(space, "curvkit::khatri_rao_gram mirror", k.batch * m, MirrorLower<T>{k});
   return Status::success();
