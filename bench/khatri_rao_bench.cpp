@@ -46,8 +46,10 @@ double gram_entry(const T* a, const T* g, index_t s, index_t d_in, index_t d_out
   for (index_t t = 0; t < s; ++t)
     for (index_t u = 0; u < s; ++u) {
       double x = 0, y = 0;
-      for (index_t c = 0; c < d_in; ++c) x += double(a[(i * s + t) * d_in + c]) * a[(j * s + u) * d_in + c];
-      for (index_t c = 0; c < d_out; ++c) y += double(g[(i * s + t) * d_out + c]) * g[(j * s + u) * d_out + c];
+      for (index_t c = 0; c < d_in; ++c)
+        x += double(a[(i * s + t) * d_in + c]) * a[(j * s + u) * d_in + c];
+      for (index_t c = 0; c < d_out; ++c)
+        y += double(g[(i * s + t) * d_out + c]) * g[(j * s + u) * d_out + c];
       sum += x * y;
     }
   return sum;
@@ -60,7 +62,8 @@ bool close(double got, double want) {
 template <class T>
 void bm_gram(benchmark::State& st, Tool tool, index_t m, index_t d) {
   const index_t n = m * d;
-  HostBuffer<T> a(n), g(n), k(m * m), k2(tool == Tool::lapacke || tool == Tool::lapacke_syrk ? m * m : 0);
+  HostBuffer<T> a(n), g(n), k(m * m),
+      k2(tool == Tool::lapacke || tool == Tool::lapacke_syrk ? m * m : 0);
   fill_gaussian(a, 1.0, 1);
   fill_gaussian(g, 1.0, 2);
   const double flops = double(m) * double(m + 1) * double(2 * d);
@@ -89,7 +92,8 @@ void bm_gram(benchmark::State& st, Tool tool, index_t m, index_t d) {
     auto call = [&] {
       if (tool == Tool::cuda) {
         (void)khatri_rao_gram<T>(ctx, make_batch<const T>(da.data(), 1, m, d),
-                                 make_batch<const T>(dg.data(), 1, m, d), make_batch(dk.data(), 1, m, m));
+                                 make_batch<const T>(dg.data(), 1, m, d),
+                                 make_batch(dk.data(), 1, m, m));
       } else {  // row-major A A^T = column-major (A^T)^T A^T: C = X^T X with X = A^T (d x m)
         const T one = 1, zero = 0;
         if constexpr (sizeof(T) == 4) {
@@ -97,13 +101,15 @@ void bm_gram(benchmark::State& st, Tool tool, index_t m, index_t d) {
                       da.data(), int(d), &zero, dk.data(), int(m));
           cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(m), int(d), &one, dg.data(), int(d),
                       dg.data(), int(d), &zero, dk2.data(), int(m));
-          cublasSdgmm(h, CUBLAS_SIDE_RIGHT, 1, int(m * m), dk.data(), 1, dk2.data(), 1, dk.data(), 1);
+          cublasSdgmm(h, CUBLAS_SIDE_RIGHT, 1, int(m * m), dk.data(), 1, dk2.data(), 1, dk.data(),
+                      1);
         } else {
           cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(m), int(d), &one, da.data(), int(d),
                       da.data(), int(d), &zero, dk.data(), int(m));
           cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(m), int(d), &one, dg.data(), int(d),
                       dg.data(), int(d), &zero, dk2.data(), int(m));
-          cublasDdgmm(h, CUBLAS_SIDE_RIGHT, 1, int(m * m), dk.data(), 1, dk2.data(), 1, dk.data(), 1);
+          cublasDdgmm(h, CUBLAS_SIDE_RIGHT, 1, int(m * m), dk.data(), 1, dk2.data(), 1, dk.data(),
+                      1);
         }
       }
     };
@@ -125,28 +131,37 @@ void bm_gram(benchmark::State& st, Tool tool, index_t m, index_t d) {
     auto call = [&] {
       if (tool == Tool::kokkos) {
         (void)khatri_rao_gram<T>(ctx, make_batch<const T>(a.data(), 1, m, d),
-                                 make_batch<const T>(g.data(), 1, m, d), make_batch(k.data(), 1, m, m));
+                                 make_batch<const T>(g.data(), 1, m, d),
+                                 make_batch(k.data(), 1, m, m));
         (void)synchronize(ctx);
       }
 #if CURVKIT_BENCH_HAVE_LAPACKE
       const auto order = CblasRowMajor;
       if (tool == Tool::lapacke) {
         if constexpr (sizeof(T) == 4) {
-          cblas_sgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, a.data(), int(d), a.data(), int(d), 0, k.data(), int(m));
-          cblas_sgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, g.data(), int(d), g.data(), int(d), 0, k2.data(), int(m));
+          cblas_sgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, a.data(), int(d),
+                      a.data(), int(d), 0, k.data(), int(m));
+          cblas_sgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, g.data(), int(d),
+                      g.data(), int(d), 0, k2.data(), int(m));
         } else {
-          cblas_dgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, a.data(), int(d), a.data(), int(d), 0, k.data(), int(m));
-          cblas_dgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, g.data(), int(d), g.data(), int(d), 0, k2.data(), int(m));
+          cblas_dgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, a.data(), int(d),
+                      a.data(), int(d), 0, k.data(), int(m));
+          cblas_dgemm(order, CblasNoTrans, CblasTrans, int(m), int(m), int(d), 1, g.data(), int(d),
+                      g.data(), int(d), 0, k2.data(), int(m));
         }
         for (index_t e = 0; e < m * m; ++e) k[e] *= k2[e];
       }
       if (tool == Tool::lapacke_syrk) {
         if constexpr (sizeof(T) == 4) {
-          cblas_ssyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, a.data(), int(d), 0, k.data(), int(m));
-          cblas_ssyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, g.data(), int(d), 0, k2.data(), int(m));
+          cblas_ssyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, a.data(), int(d), 0,
+                      k.data(), int(m));
+          cblas_ssyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, g.data(), int(d), 0,
+                      k2.data(), int(m));
         } else {
-          cblas_dsyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, a.data(), int(d), 0, k.data(), int(m));
-          cblas_dsyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, g.data(), int(d), 0, k2.data(), int(m));
+          cblas_dsyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, a.data(), int(d), 0,
+                      k.data(), int(m));
+          cblas_dsyrk(order, CblasLower, CblasNoTrans, int(m), int(d), 1, g.data(), int(d), 0,
+                      k2.data(), int(m));
         }
         for (index_t i = 0; i < m; ++i)
           for (index_t j = 0; j <= i; ++j) k[i * m + j] *= k2[i * m + j];
@@ -160,9 +175,11 @@ void bm_gram(benchmark::State& st, Tool tool, index_t m, index_t d) {
           }
         }
         if constexpr (sizeof(T) == 4)
-          cblas_ssyrk(order, CblasLower, CblasNoTrans, int(m), int(d * d), 1, per.data(), int(d * d), 0, k.data(), int(m));
+          cblas_ssyrk(order, CblasLower, CblasNoTrans, int(m), int(d * d), 1, per.data(),
+                      int(d * d), 0, k.data(), int(m));
         else
-          cblas_dsyrk(order, CblasLower, CblasNoTrans, int(m), int(d * d), 1, per.data(), int(d * d), 0, k.data(), int(m));
+          cblas_dsyrk(order, CblasLower, CblasNoTrans, int(m), int(d * d), 1, per.data(),
+                      int(d * d), 0, k.data(), int(m));
       }
 #endif
     };
@@ -177,8 +194,7 @@ void bm_gram(benchmark::State& st, Tool tool, index_t m, index_t d) {
 }
 
 // Convolution Gram on one path (kokkos backend).
-void bm_conv_gram(benchmark::State& st, GramPath path, index_t m, index_t s, index_t f,
-                  index_t c) {
+void bm_conv_gram(benchmark::State& st, GramPath path, index_t m, index_t s, index_t f, index_t c) {
   HostBuffer<float> a(m * s * f), g(m * s * c), k(m * m);
   fill_gaussian(a, 1.0, 1);
   fill_gaussian(g, 1.0, 2);
@@ -271,10 +287,13 @@ void bm_jacobian(benchmark::State& st, bool transpose, bool curvkit, index_t m, 
 
 template <class T>
 void register_gram(index_t m, index_t d) {
-  const std::string tail = std::string("/") + scalar_name<T>() + "/m:" + std::to_string(m) + "/d:" + std::to_string(d);
-  add("khatri_rao_gram/kokkos" + tail, [=](benchmark::State& st) { bm_gram<T>(st, Tool::kokkos, m, d); });
+  const std::string tail =
+      std::string("/") + scalar_name<T>() + "/m:" + std::to_string(m) + "/d:" + std::to_string(d);
+  add("khatri_rao_gram/kokkos" + tail,
+      [=](benchmark::State& st) { bm_gram<T>(st, Tool::kokkos, m, d); });
 #if CURVKIT_BENCH_HAVE_LAPACKE
-  add("khatri_rao_gram/lapacke" + tail, [=](benchmark::State& st) { bm_gram<T>(st, Tool::lapacke, m, d); });
+  add("khatri_rao_gram/lapacke" + tail,
+      [=](benchmark::State& st) { bm_gram<T>(st, Tool::lapacke, m, d); });
   add("khatri_rao_gram/lapacke_syrk" + tail,
       [=](benchmark::State& st) { bm_gram<T>(st, Tool::lapacke_syrk, m, d); });
   if (double(m) * double(d) * double(d) * sizeof(T) <= double(1 << 30))
@@ -304,11 +323,10 @@ void register_all() {
   for (index_t s : {4, 64, 1024})
     for (GramPath path : {GramPath::fused, GramPath::direct}) {
       const std::string name = std::string("conv_gram/") +
-                                (path == GramPath::fused ? "fused" : "direct") +
-                                "/float/m:128/S:" + std::to_string(s) + "/in:576/out:64";
-      auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-        bm_conv_gram(st, path, 128, s, 576, 64);
-      });
+                               (path == GramPath::fused ? "fused" : "direct") +
+                               "/float/m:128/S:" + std::to_string(s) + "/in:576/out:64";
+      auto* b = benchmark::RegisterBenchmark(
+          name.c_str(), [=](benchmark::State& st) { bm_conv_gram(st, path, 128, s, 576, 64); });
       b->Unit(benchmark::kMillisecond)->UseRealTime();
       if (path == GramPath::fused && s == 1024) b->Iterations(1);
     }

@@ -43,8 +43,8 @@ Status check_layer(const char* op, const MatrixBatch<const T>& a, const std::str
                                             str(a.batch) + " x " + str(a.rows) + ")");
   if (m == 0 ? a.rows != 0 : a.rows % m != 0)
     return Status::invalid_argument(
-        op, an + ".rows (" + str(a.rows) + ") must be m x S, a multiple of the number of samples m (" +
-                str(m) + ")");
+        op, an + ".rows (" + str(a.rows) +
+                ") must be m x S, a multiple of the number of samples m (" + str(m) + ")");
   return Status::success();
 }
 
@@ -88,8 +88,8 @@ Status check_gram(const char* op, GroupedBatch<const T> a, GroupedBatch<const T>
     const std::string kn = view_name("k", k.size() != 1, kl);
     if (auto e = check_view(k[kl], kn); !e.empty()) return Status::invalid_argument(op, e);
     if (k[kl].rows != k[kl].cols)
-      return Status::invalid_argument(op, kn + " must be square (m x m), not " + str(k[kl].rows) +
-                                              " x " + str(k[kl].cols));
+      return Status::invalid_argument(
+          op, kn + " must be square (m x m), not " + str(k[kl].rows) + " x " + str(k[kl].cols));
     CURVKIT_RETURN_IF_ERROR(check_layer(op, a[l], view_name("a", grouped, l), g[l],
                                         view_name("g", grouped, l), k[kl].batch, k[kl].rows));
   }
@@ -118,8 +118,8 @@ Status check_jacobian(const char* op, GroupedBatch<const T> a, GroupedBatch<cons
   CURVKIT_RETURN_IF_ERROR(check_options(op, o));
   CURVKIT_RETURN_IF_ERROR(check_groups(op, a, g, u, "u"));
   if (v.size() != a.size())
-    return Status::invalid_argument(op, "v must have one group per layer (" +
-                                            std::to_string(a.size()) + ")");
+    return Status::invalid_argument(
+        op, "v must have one group per layer (" + std::to_string(a.size()) + ")");
   const bool grouped = a.size() != 1;
   for (std::size_t l = 0; l < a.size(); ++l) {
     const std::size_t ul = u.size() == 1 ? 0 : l;
@@ -146,8 +146,8 @@ GramPath khatri_rao_gram_path(index_t m, index_t positions, index_t d_in, index_
   // Per-sample gradients are written once and read once by the SYRK (4-byte elements at
   // least); at ~10 flops per byte of memory traffic on current CPUs and GPUs.
   constexpr double kFlopsPerByte = 10;
-  const double direct = 2 * mm * s * di * dout + mm * (mm + 1) * di * dout +
-                        kFlopsPerByte * 2 * 4 * mm * di * dout;
+  const double direct =
+      2 * mm * s * di * dout + mm * (mm + 1) * di * dout + kFlopsPerByte * 2 * 4 * mm * di * dout;
   return fused <= direct ? GramPath::fused : GramPath::direct;
 }
 
@@ -245,7 +245,8 @@ Status coarse_gram(const Context& ctx, MatrixBatch<const T> sums_a, MatrixBatch<
                    MatrixBatch<T> s_a, MatrixBatch<T> s_g, MatrixBatch<T> f,
                    const CoarseGramOptions& o) {
   const char* op = "coarse_gram";
-  if (!(o.beta >= 0 && o.beta < 1)) return Status::invalid_argument(op, "options.beta must be in [0, 1)");
+  if (!(o.beta >= 0 && o.beta < 1))
+    return Status::invalid_argument(op, "options.beta must be in [0, 1)");
   if (auto e = check_view(sums_a, "sums_a"); !e.empty()) return Status::invalid_argument(op, e);
   const index_t batch = sums_a.batch, m = sums_a.rows, layers = sums_a.cols;
   CURVKIT_RETURN_IF_ERROR(check_shape(op, sums_g, "sums_g", batch, m, layers));
@@ -262,30 +263,29 @@ Status coarse_gram(const Context& ctx, MatrixBatch<const T> sums_a, MatrixBatch<
   CURVKIT_DISPATCH(coarse_gram<T>, ctx, sums_a, sums_g, s_a, s_g, f, o)
 }
 
-#define CURVKIT_INSTANTIATE_KHATRI_RAO_PUBLIC(T)                                                  \
-  template std::size_t khatri_rao_gram_workspace_size<T>(                                        \
-      const Context&, GroupedBatch<const T>, GroupedBatch<const T>, GroupedBatch<T>,             \
-      const KhatriRaoOptions&);                                                                   \
-  template Status khatri_rao_gram<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>, \
-                                     MatrixBatch<T>, const KhatriRaoOptions&);                    \
-  template Status khatri_rao_gram<T>(const Context&, GroupedBatch<const T>,                      \
-                                     GroupedBatch<const T>, GroupedBatch<T>,                      \
-                                     const KhatriRaoOptions&);                                    \
-  template Status khatri_rao_jv<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,   \
+#define CURVKIT_INSTANTIATE_KHATRI_RAO_PUBLIC(T)                                                   \
+  template std::size_t khatri_rao_gram_workspace_size<T>(const Context&, GroupedBatch<const T>,    \
+                                                         GroupedBatch<const T>, GroupedBatch<T>,   \
+                                                         const KhatriRaoOptions&);                 \
+  template Status khatri_rao_gram<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,   \
+                                     MatrixBatch<T>, const KhatriRaoOptions&);                     \
+  template Status khatri_rao_gram<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, \
+                                     GroupedBatch<T>, const KhatriRaoOptions&);                    \
+  template Status khatri_rao_jv<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,     \
                                    MatrixBatch<const T>, MatrixBatch<T>, const KhatriRaoOptions&); \
-  template Status khatri_rao_jv<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, \
-                                   GroupedBatch<const T>, GroupedBatch<T>,                        \
-                                   const KhatriRaoOptions&);                                      \
-  template Status khatri_rao_jtu<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,  \
-                                    MatrixBatch<const T>, MatrixBatch<T>,                         \
-                                    const KhatriRaoOptions&);                                     \
-  template Status khatri_rao_jtu<T>(const Context&, GroupedBatch<const T>,                       \
-                                    GroupedBatch<const T>, GroupedBatch<const T>,                 \
-                                    GroupedBatch<T>, const KhatriRaoOptions&);                    \
-  template Status khatri_rao_layer_sums<T>(const Context&, GroupedBatch<const T>, MatrixBatch<T>, \
-                                           bool);                                                 \
-  template Status coarse_gram<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,     \
-                                 MatrixBatch<T>, MatrixBatch<T>, MatrixBatch<T>,                  \
+  template Status khatri_rao_jv<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>,   \
+                                   GroupedBatch<const T>, GroupedBatch<T>,                         \
+                                   const KhatriRaoOptions&);                                       \
+  template Status khatri_rao_jtu<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,    \
+                                    MatrixBatch<const T>, MatrixBatch<T>,                          \
+                                    const KhatriRaoOptions&);                                      \
+  template Status khatri_rao_jtu<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>,  \
+                                    GroupedBatch<const T>, GroupedBatch<T>,                        \
+                                    const KhatriRaoOptions&);                                      \
+  template Status khatri_rao_layer_sums<T>(const Context&, GroupedBatch<const T>, MatrixBatch<T>,  \
+                                           bool);                                                  \
+  template Status coarse_gram<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,       \
+                                 MatrixBatch<T>, MatrixBatch<T>, MatrixBatch<T>,                   \
                                  const CoarseGramOptions&);
 
 CURVKIT_INSTANTIATE_KHATRI_RAO_PUBLIC(float)

@@ -9,20 +9,20 @@
 
 #include "curvkit/khatri_rao.hpp"
 
-#define CURVKIT_KHATRI_RAO_ENTRY_POINTS(TEMPLATE, T, ARGS)                                        \
-  TEMPLATE Status khatri_rao_gram ARGS(const Context&, GroupedBatch<const T>,                     \
-                                       GroupedBatch<const T>, GroupedBatch<T>,                    \
-                                       const KhatriRaoOptions&);                                  \
+#define CURVKIT_KHATRI_RAO_ENTRY_POINTS(TEMPLATE, T, ARGS)                                         \
+  TEMPLATE Status khatri_rao_gram ARGS(const Context&, GroupedBatch<const T>,                      \
+                                       GroupedBatch<const T>, GroupedBatch<T>,                     \
+                                       const KhatriRaoOptions&);                                   \
   TEMPLATE Status khatri_rao_jv ARGS(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, \
-                                     GroupedBatch<const T>, GroupedBatch<T>,                      \
-                                     const KhatriRaoOptions&);                                    \
-  TEMPLATE Status khatri_rao_jtu ARGS(const Context&, GroupedBatch<const T>,                      \
-                                      GroupedBatch<const T>, GroupedBatch<const T>,               \
-                                      GroupedBatch<T>, const KhatriRaoOptions&);                  \
-  TEMPLATE Status khatri_rao_layer_sums ARGS(const Context&, GroupedBatch<const T>,               \
-                                             MatrixBatch<T>, bool);                               \
-  TEMPLATE Status coarse_gram ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,    \
-                                   MatrixBatch<T>, MatrixBatch<T>, MatrixBatch<T>,                \
+                                     GroupedBatch<const T>, GroupedBatch<T>,                       \
+                                     const KhatriRaoOptions&);                                     \
+  TEMPLATE Status khatri_rao_jtu ARGS(const Context&, GroupedBatch<const T>,                       \
+                                      GroupedBatch<const T>, GroupedBatch<const T>,                \
+                                      GroupedBatch<T>, const KhatriRaoOptions&);                   \
+  TEMPLATE Status khatri_rao_layer_sums ARGS(const Context&, GroupedBatch<const T>,                \
+                                             MatrixBatch<T>, bool);                                \
+  TEMPLATE Status coarse_gram ARGS(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,     \
+                                   MatrixBatch<T>, MatrixBatch<T>, MatrixBatch<T>,                 \
                                    const CoarseGramOptions&);
 
 #define CURVKIT_KHATRI_RAO_NOTHING

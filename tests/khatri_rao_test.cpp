@@ -55,11 +55,10 @@ Dense times_transposed(const Dense& x, const Dense& y, index_t r, index_t c, ind
 
 // ||out_b - want_b||_F <= 4 n_eff eps ||bound_b||_F over the selected elements of every b.
 template <class T>
-void expect_within(const Operand<T>& out, const std::vector<Dense>& want,
-                   const std::vector<Dense>& bound, double n_eff, const std::string& what,
-                   const std::function<bool(index_t, index_t)>& selected = [](index_t, index_t) {
-                     return true;
-                   }) {
+void expect_within(
+    const Operand<T>& out, const std::vector<Dense>& want, const std::vector<Dense>& bound,
+    double n_eff, const std::string& what,
+    const std::function<bool(index_t, index_t)>& selected = [](index_t, index_t) { return true; }) {
   for (index_t b = 0; b < out.l.batch; ++b) {
     double num = 0, bnd = 0;
     for (index_t i = 0; i < out.l.rows; ++i)
@@ -119,9 +118,9 @@ class KhatriRaoTest : public BackendTest {
   void check_gram(const std::vector<Layer<T>>& layers, index_t batch, index_t m,
                   KhatriRaoOptions o) {
     SCOPED_TRACE(trace() + ", m " + std::to_string(m) + ", layers " +
-                 std::to_string(layers.size()) + ", S0 " + std::to_string(layers[0].s) +
-                 ", bias " + std::to_string(o.bias) + ", path " + std::to_string(int(o.path)) +
-                 ", fill " + std::to_string(int(o.fill)) + ", beta " + std::to_string(o.beta) +
+                 std::to_string(layers.size()) + ", S0 " + std::to_string(layers[0].s) + ", bias " +
+                 std::to_string(o.bias) + ", path " + std::to_string(int(o.path)) + ", fill " +
+                 std::to_string(int(o.fill)) + ", beta " + std::to_string(o.beta) +
                  (sizeof(T) == 4 ? ", float" : ", double"));
     const std::size_t nl = layers.size();
     // Oracle: per layer and per batch entry, J J^T and its bound.
@@ -150,8 +149,7 @@ class KhatriRaoTest : public BackendTest {
     // K0: NaN when beta == 0 (must not be read), random otherwise; 1 padding each way.
     auto k0 = [&] {
       Operand<T> k(batch, m, m, 1, 2);
-      if (o.beta != 0)
-        k = gaussian<T>(batch, m, m, rng_, 1.0, 1, 2);
+      if (o.beta != 0) k = gaussian<T>(batch, m, m, rng_, 1.0, 1, 2);
       return k;
     };
     auto expected = [&](const Operand<T>& k_in, std::size_t first, std::size_t last,
@@ -293,7 +291,8 @@ class KhatriRaoTest : public BackendTest {
         }
         const auto u = uon[q]->get();
         expect_within(u, want, bound, n_eff, summed ? "J v summed" : "J v");
-        expect_untouched_outside(us0[q], u, [](index_t, index_t) { return true; }, "u");
+        expect_untouched_outside(
+            us0[q], u, [](index_t, index_t) { return true; }, "u");
       }
     }
     // V = alpha J^T u + beta V0, u per layer and shared.
@@ -336,7 +335,8 @@ class KhatriRaoTest : public BackendTest {
         }
         const auto v = von[l]->get();
         expect_within(v, want, bound, n_eff, shared ? "J^T u shared" : "J^T u");
-        expect_untouched_outside(vs0[l], v, [](index_t, index_t) { return true; }, "v");
+        expect_untouched_outside(
+            vs0[l], v, [](index_t, index_t) { return true; }, "v");
       }
     }
   }
@@ -404,10 +404,10 @@ class KhatriRaoTest : public BackendTest {
           check_jacobian_products<T>({layer<T>(2, m, 1, d(rng_), d(rng_))}, 2, m, bias, 0.75, beta);
         check_jacobian_products<T>({layer<T>(1, 4, 1, 300, 270)}, 1, 4, bias, 1.0, beta);
         check_jacobian_products<T>({layer<T>(1, 3, 100, 7, 5)}, 1, 3, bias, 1.0, beta);
-        check_jacobian_products<T>({layer<T>(2, 6, 1, d(rng_), d(rng_)),
-                                    layer<T>(2, 6, 3, d(rng_), d(rng_)),
-                                    layer<T>(2, 6, 1, d(rng_), d(rng_))},
-                                   2, 6, bias, -1.5, beta);
+        check_jacobian_products<T>(
+            {layer<T>(2, 6, 1, d(rng_), d(rng_)), layer<T>(2, 6, 3, d(rng_), d(rng_)),
+             layer<T>(2, 6, 1, d(rng_), d(rng_))},
+            2, 6, bias, -1.5, beta);
       }
   }
 };
@@ -469,7 +469,8 @@ TEST_P(KhatriRaoTest, WoodburyWithTheGramEqualsDenseDampedSolve) {
       WoodburyOptions wo;
       wo.lambda = lambda;
       wo.c_scale = c_scale;
-      const Status st = woodbury_solve<T>(c, ut.cview(), rhs.view(), info.data(), wo, {}, k.cview());
+      const Status st =
+          woodbury_solve<T>(c, ut.cview(), rhs.view(), info.data(), wo, {}, k.cview());
       ASSERT_TRUE(st.ok()) << st.to_string();
       ASSERT_TRUE(synchronize(c).ok());
       ASSERT_EQ(info.get()[0], 0);
@@ -583,7 +584,8 @@ TEST_P(KhatriRaoTest, CoarseGramEqualsAlgorithm1) {
         f(backend(), Operand<T>(batch, nl, nl, 2, 1));
     CoarseGramOptions co;
     co.beta = beta;
-    ASSERT_TRUE(coarse_gram<T>(c, sa.cview(), sg.cview(), s_a.view(), s_g.view(), f.view(), co).ok());
+    ASSERT_TRUE(
+        coarse_gram<T>(c, sa.cview(), sg.cview(), s_a.view(), s_g.view(), f.view(), co).ok());
     ASSERT_TRUE(synchronize(c).ok());
     const auto fo = f.get();
     for (index_t b = 0; b < batch; ++b) {
@@ -616,7 +618,8 @@ TEST_P(KhatriRaoTest, CoarseGramEqualsAlgorithm1) {
     }
     // Without the EMA, F_c = S_A o S_G is PSD: x^T F x >= 0 for random x.
     co.beta = 0;
-    ASSERT_TRUE(coarse_gram<T>(c, sa.cview(), sg.cview(), s_a.view(), s_g.view(), f.view(), co).ok());
+    ASSERT_TRUE(
+        coarse_gram<T>(c, sa.cview(), sg.cview(), s_a.view(), s_g.view(), f.view(), co).ok());
     ASSERT_TRUE(synchronize(c).ok());
     const auto fp = f.get();
     std::normal_distribution<double> nd;

@@ -66,17 +66,17 @@ enum class GramPath : int {
 };
 
 struct KhatriRaoOptions {
-  bool bias = false;   ///< augment every input row with a trailing 1 (a bias parameter)
-  double alpha = 1.0;  ///< finite scale of the product (1/m for the empirical Fisher)
-  double beta = 0.0;   ///< finite; the output is alpha (product) + beta (output), 0: not read
-  Fill fill = Fill::lower;                 ///< khatri_rao_gram: which part of K is written
-  GramPath path = GramPath::automatic;     ///< khatri_rao_gram: layers with S > 1
+  bool bias = false;        ///< augment every input row with a trailing 1 (a bias parameter)
+  double alpha = 1.0;       ///< finite scale of the product (1/m for the empirical Fisher)
+  double beta = 0.0;        ///< finite; the output is alpha (product) + beta (output), 0: not read
+  Fill fill = Fill::lower;  ///< khatri_rao_gram: which part of K is written
+  GramPath path = GramPath::automatic;  ///< khatri_rao_gram: layers with S > 1
 };
 
 /// The path khatri_rao_gram takes for one layer of m samples with S positions (S = 1 and empty
-/// per-sample gradients are always `fused`): the cheaper of m (m+1) S^2 (d_in + d_out) flops (fused) and
-/// 2 m S d_in d_out + m (m+1) d_in d_out flops plus 10 flops per byte of per-sample gradients
-/// written and read again (direct).
+/// per-sample gradients are always `fused`): the cheaper of m (m+1) S^2 (d_in + d_out) flops
+/// (fused) and 2 m S d_in d_out + m (m+1) d_in d_out flops plus 10 flops per byte of per-sample
+/// gradients written and read again (direct).
 GramPath khatri_rao_gram_path(index_t m, index_t positions, index_t d_in, index_t d_out,
                               bool bias = false);
 
@@ -102,24 +102,28 @@ Status khatri_rao_gram(const Context& ctx, GroupedBatch<const T> a, GroupedBatch
 /// u = alpha J vec(V) + beta u per matrix: v is batch x d_out x (d_in + bias), u batch x m x 1.
 template <class T>
 Status khatri_rao_jv(const Context& ctx, MatrixBatch<const T> a, MatrixBatch<const T> g,
-                     MatrixBatch<const T> v, MatrixBatch<T> u, const KhatriRaoOptions& options = {});
+                     MatrixBatch<const T> v, MatrixBatch<T> u,
+                     const KhatriRaoOptions& options = {});
 
 /// Grouped: u has one group per layer (u_l = alpha J_l v_l + beta u_l) or one group (u = alpha
 /// sum_l J_l v_l + beta u, the whole network's J times its gradient).
 template <class T>
 Status khatri_rao_jv(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const T> g,
-                     GroupedBatch<const T> v, GroupedBatch<T> u, const KhatriRaoOptions& options = {});
+                     GroupedBatch<const T> v, GroupedBatch<T> u,
+                     const KhatriRaoOptions& options = {});
 
 /// V = alpha J^T u + beta V per matrix: u is batch x m x 1, v batch x d_out x (d_in + bias).
 template <class T>
 Status khatri_rao_jtu(const Context& ctx, MatrixBatch<const T> a, MatrixBatch<const T> g,
-                      MatrixBatch<const T> u, MatrixBatch<T> v, const KhatriRaoOptions& options = {});
+                      MatrixBatch<const T> u, MatrixBatch<T> v,
+                      const KhatriRaoOptions& options = {});
 
 /// Grouped: v has one group per layer; u has one group per layer or one group shared by all
 /// layers (SMW-NG's J^T z).
 template <class T>
 Status khatri_rao_jtu(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const T> g,
-                      GroupedBatch<const T> u, GroupedBatch<T> v, const KhatriRaoOptions& options = {});
+                      GroupedBatch<const T> u, GroupedBatch<T> v,
+                      const KhatriRaoOptions& options = {});
 
 /// sums(b, i, l) = sum over sample i's rows of x[l] (and, with bias, + S_l): x[l] is batch x
 /// (m S_l) x d_l, sums batch x m x L.

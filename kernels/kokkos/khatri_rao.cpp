@@ -118,11 +118,11 @@ struct TiledGram {
     for (int l = 0; l < layers; ++l) {
       // On a diagonal tile, rows of sample i meet every row of samples j <= i: diag offset s-1.
       device::gemm_block(mb * s, nb * s, a[l].cols, T(1), rows_of(a[l], b, i0 * s),
-                         rows_transposed(a[l], b, j0 * s), T(0), Strided<T>{t1, ld, 1}, pack,
-                         diag, s - 1);
+                         rows_transposed(a[l], b, j0 * s), T(0), Strided<T>{t1, ld, 1}, pack, diag,
+                         s - 1);
       device::gemm_block(mb * s, nb * s, g[l].cols, T(1), rows_of(g[l], b, i0 * s),
-                         rows_transposed(g[l], b, j0 * s), T(0), Strided<T>{t2, ld, 1}, pack,
-                         diag, s - 1);
+                         rows_transposed(g[l], b, j0 * s), T(0), Strided<T>{t2, ld, 1}, pack, diag,
+                         s - 1);
       // K = alpha sum + beta K for the first layer, K += alpha sum after it.
       const T beta_l = l == 0 ? beta : T(1);
       for (index_t i = 0; i < mb; ++i) {
@@ -136,7 +136,8 @@ struct TiledGram {
             for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]);
           } else {
             CURVKIT_SIMD
-            for (index_t j = 0; j < jn; ++j) ki[j] = alpha * ((p1[j] + bias) * p2[j]) + beta_l * ki[j];
+            for (index_t j = 0; j < jn; ++j)
+              ki[j] = alpha * ((p1[j] + bias) * p2[j]) + beta_l * ki[j];
           }
           continue;
         }
@@ -225,8 +226,9 @@ Status direct_conv_gram(const Context& ctx, const MatrixBatch<const T>& a,
       const MatrixBatch<const T> gi{g.matrix(b) + c0, m, s, c, g.ld, s * g.ld};
       const MatrixBatch<const T> ai{a.matrix(b), m, s, d_in, a.ld, s * a.ld};
       const MatrixBatch<T> wi{w, m, c, d_in, ldw, c * ldw};
-      CURVKIT_RETURN_IF_ERROR(kokkos::gemm<T>(ctx, Op::trans, Op::none, T(1), GroupedBatch<const T>(&gi, 1),
-                                      GroupedBatch<const T>(&ai, 1), T(0), GroupedBatch<T>(&wi, 1)));
+      CURVKIT_RETURN_IF_ERROR(
+          kokkos::gemm<T>(ctx, Op::trans, Op::none, T(1), GroupedBatch<const T>(&gi, 1),
+                          GroupedBatch<const T>(&ai, 1), T(0), GroupedBatch<T>(&wi, 1)));
       if (bias)
         for_each_index(exec_space(ctx), "curvkit::khatri_rao_gram bias column", m * c,
                        BiasColumn<T>{g, b, s, c0, c, ldw, w});
@@ -234,7 +236,8 @@ Status direct_conv_gram(const Context& ctx, const MatrixBatch<const T>& a,
       const MatrixBatch<const T> rows{w, 1, m, c * ldw, c * ldw, 0};
       const MatrixBatch<T> kb{k.matrix(b), 1, m, m, k.ld, 0};
       CURVKIT_RETURN_IF_ERROR(kokkos::syrk<T>(ctx, Op::none, alpha, GroupedBatch<const T>(&rows, 1),
-                                      c0 == 0 ? beta : T(1), GroupedBatch<T>(&kb, 1), Fill::lower));
+                                              c0 == 0 ? beta : T(1), GroupedBatch<T>(&kb, 1),
+                                              Fill::lower));
     }
   return Status::success();
 }
@@ -416,7 +419,7 @@ struct JacobianTransposeVector {
     T* gt = pack + pack_elems;  // pb x kGemmKc: (G^T diag(u)) of one depth chunk
     constexpr index_t kc_max = device::kGemmKc;
     const bool bias_col = bias && c0 == 0;  // this item also owns the bias column
-    if (rows == 0) {  // J^T u = 0
+    if (rows == 0) {                        // J^T u = 0
       for (index_t p = p0; p < p0 + pb; ++p) {
         for (index_t c = c0; c < c0 + cb; ++c) store(v(b, p, c), alpha, T(0), beta);
         if (bias_col) store(v(b, p, d_in), alpha, T(0), beta);
