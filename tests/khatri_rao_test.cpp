@@ -432,9 +432,20 @@ TEST_P(KhatriRaoTest, WoodburyWithTheGramEqualsDenseDampedSolve) {
     const index_t m = 6, din = 4, dout = 3, p = dout * (din + 1);
     const double lambda = 0.3;
     const Layer<T> l = layer<T>(1, m, s, din, dout);
-    const Operand<T> grad = gaussian<T>(1, dout, din + 1, rng_);
     Dense j, ja;
     explicit_jacobian(l.a, l.g, 0, m, true, &j, &ja);
+    // A gradient like a real one: a mix of the per-sample gradients (J^T w / m) plus a little
+    // outside their span.  (A gradient mostly outside the span of J^T would make the solve
+    // nearly g / lambda with or without the 1/m, and blind the negative cases.)
+    Operand<T> grad = gaussian<T>(1, dout, din + 1, rng_, 0.1);
+    {
+      std::normal_distribution<double> nd;
+      Dense w(static_cast<std::size_t>(m));
+      for (auto& e : w) e = nd(rng_);
+      for (index_t e = 0; e < p; ++e)
+        for (index_t i = 0; i < m; ++i)
+          grad(0, e / (din + 1), e % (din + 1)) += T(j[i * p + e] * w[i] / double(m));
+    }
     // Dense: (J^T J / m + lambda I) x = vec(grad), by the SPD inverse helper.
     Dense f(static_cast<std::size_t>(p * p));
     for (index_t x = 0; x < p; ++x)
