@@ -10,6 +10,7 @@
 #include "curvkit/gemm.hpp"
 #include "curvkit/khatri_rao.hpp"
 #include "curvkit/kron.hpp"
+#include "curvkit/newton_schulz.hpp"
 #include "curvkit/quasi_newton.hpp"
 #include "curvkit/sherman_morrison.hpp"
 #include "curvkit/spd.hpp"

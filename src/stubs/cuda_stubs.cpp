@@ -1,6 +1,7 @@
 // Compiled when the CUDA backend is not: every entry point answers not_compiled.
 #include "khatri_rao_backends.hpp"
 #include "kron_backends.hpp"
+#include "newton_schulz_backends.hpp"
 #include "runtime_backends.hpp"
 #include "sherman_morrison_backends.hpp"
 #include "spd_backends.hpp"
@@ -18,6 +19,7 @@ CURVKIT_DEFINE_SPD_STUBS(cuda)
 CURVKIT_DEFINE_SM_STUBS(cuda)
 CURVKIT_DEFINE_KRON_STUBS(cuda)
 CURVKIT_DEFINE_KHATRI_RAO_STUBS(cuda)
+CURVKIT_DEFINE_NS_STUBS(cuda)
 
 namespace curvkit::cuda {
 template <class T>

@@ -1,6 +1,7 @@
 // Compiled when the Kokkos backend is not: every entry point answers not_compiled.
 #include "khatri_rao_backends.hpp"
 #include "kron_backends.hpp"
+#include "newton_schulz_backends.hpp"
 #include "runtime_backends.hpp"
 #include "sherman_morrison_backends.hpp"
 #include "spd_backends.hpp"
@@ -20,3 +21,4 @@ CURVKIT_DEFINE_SPD_STUBS(kokkos)
 CURVKIT_DEFINE_SM_STUBS(kokkos)
 CURVKIT_DEFINE_KRON_STUBS(kokkos)
 CURVKIT_DEFINE_KHATRI_RAO_STUBS(kokkos)
+CURVKIT_DEFINE_NS_STUBS(kokkos)

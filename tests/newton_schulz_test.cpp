@@ -1,0 +1,428 @@
+// Newton–Schulz family tests (curvkit/newton_schulz.hpp): every compiled backend on fresh random
+// inputs of controlled spectrum against oracles built here by a Jacobi eigensolver in long
+// double (f(A) = Q f(L) Q^T; polar U = A (A^T A)^{-1/2}), plus
+//   the backends against the reference iteration step for step (fixed counts),
+//   the scalar recurrence on diagonal inputs and MBAG's caveat (5 steps are off by > 1e-3 for
+//   eigenvalues below ~0.12 of ||A||_F; the residual stop fixes it),
+//   the coupled invariant sqrt = A inv_sqrt after any number of steps,
+//   the Muon quintic's singular-value band and the convergent schedule's U^T U = I,
+//   bad input (non-SPD, indefinite, NaN, zero matrix, p <= 0, shapes, precision modes).
+//
+// Tolerances: a converged iterate carries ~ kappa n eps(T) relative error (kappa the condition
+// number, n the accumulation depth); the tests allow 20 kappa n eps(T).
+#include <memory>
+
+#include "family_test_util.hpp"
+
+namespace curvkit::test {
+namespace {
+
+using real = long double;
+using Dense = std::vector<double>;
+
+// Eigen-decomposition of a symmetric n x n matrix by cyclic Jacobi rotations: a = Q diag(w) Q^T.
+void jacobi_eigen(std::vector<real> a, index_t n, std::vector<real>* w, std::vector<real>* q) {
+  q->assign(std::size_t(n * n), 0);
+  for (index_t i = 0; i < n; ++i) (*q)[i * n + i] = 1;
+  for (int sweep = 0; sweep < 100; ++sweep) {
+    real off = 0;
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j < n; ++j)
+        if (i != j) off += a[i * n + j] * a[i * n + j];
+    if (off < 1e-40L) break;
+    for (index_t p = 0; p < n; ++p)
+      for (index_t r = p + 1; r < n; ++r) {
+        const real apr = a[p * n + r];
+        if (std::abs(apr) < 1e-300L) continue;
+        const real theta = (a[r * n + r] - a[p * n + p]) / (2 * apr);
+        const real t = (theta >= 0 ? 1 : -1) / (std::abs(theta) + std::sqrt(theta * theta + 1));
+        const real c = 1 / std::sqrt(t * t + 1), s = t * c;
+        for (index_t k = 0; k < n; ++k) {  // A <- J^T A J, columns then rows
+          const real akp = a[k * n + p], akr = a[k * n + r];
+          a[k * n + p] = c * akp - s * akr;
+          a[k * n + r] = s * akp + c * akr;
+        }
+        for (index_t k = 0; k < n; ++k) {
+          const real apk = a[p * n + k], ark = a[r * n + k];
+          a[p * n + k] = c * apk - s * ark;
+          a[r * n + k] = s * apk + c * ark;
+        }
+        for (index_t k = 0; k < n; ++k) {
+          const real qkp = (*q)[k * n + p], qkr = (*q)[k * n + r];
+          (*q)[k * n + p] = c * qkp - s * qkr;
+          (*q)[k * n + r] = s * qkp + c * qkr;
+        }
+      }
+  }
+  w->assign(std::size_t(n), 0);
+  for (index_t i = 0; i < n; ++i) (*w)[i] = a[i * n + i];
+}
+
+// f(A) for a symmetric A given as dense long double.
+template <class F>
+Dense matrix_function(const std::vector<real>& a, index_t n, F f) {
+  std::vector<real> w, q;
+  jacobi_eigen(a, n, &w, &q);
+  Dense out(std::size_t(n * n), 0.0);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      real s = 0;
+      for (index_t k = 0; k < n; ++k) s += q[i * n + k] * f(w[k]) * q[j * n + k];
+      out[i * n + j] = double(s);
+    }
+  return out;
+}
+
+// SPD matrix with eigenvalues spread geometrically over [scale / kappa, scale].
+template <class T>
+Operand<T> spd_spectrum(index_t batch, index_t n, double kappa, double scale, std::mt19937_64& rng) {
+  Operand<T> o(batch, n, n, 1, 2);
+  for (index_t b = 0; b < batch; ++b) {
+    const auto a = random_spd(n, kappa, rng);  // eigenvalues in [1/kappa, 1]
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j < n; ++j) o(b, i, j) = T(scale * a[i * n + j]);
+  }
+  return o;
+}
+
+template <class T>
+std::vector<real> as_real(const Operand<T>& o, index_t b, double eps = 0) {
+  std::vector<real> m(std::size_t(o.l.rows * o.l.cols));
+  for (index_t i = 0; i < o.l.rows; ++i)
+    for (index_t j = 0; j < o.l.cols; ++j) m[i * o.l.cols + j] = real(o(b, i, j)) + (i == j ? eps : 0);
+  return m;
+}
+
+template <class T>
+double rel_err(const Operand<T>& x, index_t b, const Dense& want) {
+  double num = 0, den = 0;
+  for (index_t i = 0; i < x.l.rows; ++i)
+    for (index_t j = 0; j < x.l.cols; ++j) {
+      const double d = double(x(b, i, j)) - want[i * x.l.cols + j];
+      num += d * d;
+      den += want[i * x.l.cols + j] * want[i * x.l.cols + j];
+    }
+  return std::isnan(num) ? std::numeric_limits<double>::infinity() : std::sqrt(num / den);
+}
+
+// Per-matrix outputs on a backend.
+template <class T>
+struct Report {
+  IntsOnBackend info, iters;
+  Buffer<T> res;
+  index_t count;
+  Report(Backend be, index_t n)
+      : info(be, n), iters(be, n), res(be, std::vector<T>(std::size_t(std::max<index_t>(n, 1)), T(-1))), count(n) {}
+  NsReport<T> view() { return {info.data(), iters.data(), res.data()}; }
+  std::vector<T> residuals() const {
+    auto v = res.download();
+    v.resize(std::size_t(count));
+    return v;
+  }
+};
+
+enum class Fn { inverse, sqrt, inv_sqrt, root };
+
+class NewtonSchulzTest : public BackendTest {
+ protected:
+  // One square op on a batch: returns the outputs (x; for sqrt also inv in *second).
+  template <class T>
+  Operand<T> run_square(Fn fn, const Operand<T>& a, int p, const NewtonSchulzOptions& o,
+                        Report<T>* rep, Operand<T>* second = nullptr) {
+    const index_t batch = a.l.batch, n = a.l.rows;
+    OnBackend<T> ab(backend(), a), xb(backend(), Operand<T>(batch, n, n, 2, 1)),
+        yb(backend(), Operand<T>(batch, n, n, 1, 3));
+    const Context c = ctx();
+    Status st;
+    if (fn == Fn::inverse)
+      st = newton_schulz_inverse<T>(c, ab.cview(), xb.view(), rep->view(), o);
+    else if (fn == Fn::root)
+      st = newton_schulz_inverse_root<T>(c, ab.cview(), p, xb.view(), rep->view(), o);
+    else
+      st = newton_schulz_sqrt<T>(c, ab.cview(), xb.view(), yb.view(), rep->view(), o);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    EXPECT_TRUE(synchronize(c).ok());
+    if (second) *second = yb.get();
+    return xb.get();
+  }
+
+  template <class T>
+  void converged_against_eigen() {
+    const double kappa = 20;
+    for (index_t n : {1, 5, 16, 33, 70}) {
+      const index_t batch = n > 40 ? 2 : 3;
+      const auto a = spd_spectrum<T>(batch, n, kappa, 3.0, rng_);
+      NewtonSchulzOptions o;
+      o.stop = NsStop::residual;
+      o.iterations = 60;
+      o.tolerance = 10 * std::sqrt(double(n)) * eps<T>();
+      o.epsilon = 0.05;
+      const double tol = 20 * kappa * double(n + 2) * eps<T>();
+      for (Fn fn : {Fn::inverse, Fn::sqrt, Fn::root})
+        for (int p : fn == Fn::root ? std::vector<int>{1, 2, 4, 6} : std::vector<int>{1}) {
+          SCOPED_TRACE(trace() + ", n " + std::to_string(n) + ", fn " + std::to_string(int(fn)) +
+                       ", p " + std::to_string(p) + (sizeof(T) == 4 ? ", float" : ", double"));
+          Report<T> rep(backend(), batch);
+          Operand<T> inv;
+          const auto x = run_square<T>(fn, a, p, o, &rep, &inv);
+          const auto info = rep.info.get(), its = rep.iters.get();
+          const auto res = rep.residuals();
+          for (index_t b = 0; b < batch; ++b) {
+            EXPECT_TRUE(info[b] == 0 || info[b] == 1) << "info " << info[b];
+            EXPECT_GE(its[b], n > 1 ? 1 : 0);  // n = 1 starts exact
+            EXPECT_LE(its[b], o.iterations);
+            EXPECT_LE(double(res[b]), 1e3 * o.tolerance);
+            const auto ar = as_real(a, b, o.epsilon);
+            if (fn == Fn::inverse) {
+              EXPECT_LE(rel_err(x, b, matrix_function(ar, n, [](real v) { return 1 / v; })), tol);
+            } else if (fn == Fn::sqrt) {
+              EXPECT_LE(rel_err(x, b, matrix_function(ar, n, [](real v) { return std::sqrt(v); })), tol);
+              EXPECT_LE(rel_err(inv, b, matrix_function(ar, n, [](real v) { return 1 / std::sqrt(v); })),
+                        tol);
+            } else {
+              EXPECT_LE(rel_err(x, b, matrix_function(ar, n, [p](real v) {
+                          return std::pow(v, -1.0L / real(p));
+                        })),
+                        tol);
+            }
+          }
+        }
+    }
+  }
+
+  // Fixed counts: the backend follows the reference step for step.
+  template <class T>
+  void matches_reference_steps() {
+    if (backend() == Backend::reference) return;
+    for (index_t n : {3, 17, 40}) {
+      const auto a = spd_spectrum<T>(2, n, 10, 1.5, rng_);
+      NewtonSchulzOptions o;
+      o.iterations = 4;
+      for (Fn fn : {Fn::inverse, Fn::sqrt, Fn::root}) {
+        SCOPED_TRACE(trace() + ", n " + std::to_string(n) + ", fn " + std::to_string(int(fn)));
+        Report<T> r1(backend(), 2), r2(Backend::reference, 2);
+        const auto x = run_square<T>(fn, a, 4, o, &r1);
+        OnBackend<T> ab(Backend::reference, a), xb(Backend::reference, Operand<T>(2, n, n));
+        Status st;
+        if (fn == Fn::inverse)
+          st = newton_schulz_inverse<T>(Context::reference(), ab.cview(), xb.view(), r2.view(), o);
+        else if (fn == Fn::root)
+          st = newton_schulz_inverse_root<T>(Context::reference(), ab.cview(), 4, xb.view(), r2.view(), o);
+        else
+          st = newton_schulz_sqrt<T>(Context::reference(), ab.cview(), xb.view(), {}, r2.view(), o);
+        ASSERT_TRUE(st.ok());
+        const auto want = xb.get();
+        for (index_t b = 0; b < 2; ++b)
+          EXPECT_LE(rel_err(x, b, want.dense(b)), 100 * double(n) * eps<T>());
+        EXPECT_EQ(r1.iters.get(), r2.iters.get());
+      }
+    }
+  }
+};
+
+TEST_P(NewtonSchulzTest, ConvergedResultsEqualEigendecomposition) {
+  converged_against_eigen<float>();
+  converged_against_eigen<double>();
+}
+
+TEST_P(NewtonSchulzTest, FixedCountsFollowTheReferenceStepForStep) {
+  matches_reference_steps<float>();
+  matches_reference_steps<double>();
+}
+
+// Diagonal inputs: every eigenvalue follows the scalar recurrence x <- x (3 - y x) / 2,
+// y <- (3 - y x) y / 2 from a' = a / ||A||_F; MBAG's caveat and its fix.
+TEST_P(NewtonSchulzTest, ScalarRecurrenceAndMbagCaveat) {
+  using T = double;
+  const std::vector<double> d = {1.0, 0.5, 0.2, 0.05, 0.01};
+  const index_t n = index_t(d.size());
+  Operand<T> a(1, n, n);
+  double fro = 0;
+  for (index_t i = 0; i < n; ++i) {
+    for (index_t j = 0; j < n; ++j) a(0, i, j) = i == j ? d[i] : 0.0;
+    fro += d[i] * d[i];
+  }
+  fro = std::sqrt(fro);
+  NewtonSchulzOptions o;
+  o.iterations = 5;
+  Report<T> rep(backend(), 1);
+  Operand<T> inv;
+  const auto sq = run_square<T>(Fn::sqrt, a, 1, o, &rep, &inv);
+  for (index_t i = 0; i < n; ++i) {
+    double x = d[i] / fro, y = 1;  // Y_0 = a', Z_0 = 1
+    for (int k = 0; k < 5; ++k) {
+      const double t = (3 - y * x) / 2;
+      x *= t;
+      y *= t;
+    }
+    EXPECT_NEAR(sq(0, i, i), x * std::sqrt(fro), 1e-13) << "eigenvalue " << d[i];
+    EXPECT_NEAR(inv(0, i, i), y / std::sqrt(fro), 1e-12) << "eigenvalue " << d[i];
+    const double err = std::abs(sq(0, i, i) - std::sqrt(d[i])) / std::sqrt(d[i]);
+    if (d[i] / fro < 0.12) EXPECT_GT(err, 1e-3) << "caveat: eigenvalue " << d[i];
+    if (d[i] / fro > 0.3) EXPECT_LT(err, 1e-3) << "eigenvalue " << d[i];
+  }
+  // The residual stop reaches every eigenvalue.
+  o.stop = NsStop::residual;
+  o.iterations = 60;
+  o.tolerance = 1e-13;
+  Report<T> rep2(backend(), 1);
+  const auto sq2 = run_square<T>(Fn::sqrt, a, 1, o, &rep2);
+  for (index_t i = 0; i < n; ++i)
+    EXPECT_NEAR(sq2(0, i, i), std::sqrt(d[i]), 1e-12 * std::sqrt(d[i]) * 10) << d[i];
+  EXPECT_GT(rep2.iters.get()[0], 5);
+}
+
+// sqrt = A inv_sqrt after any number of steps (both iterates are polynomials in A).
+TEST_P(NewtonSchulzTest, CoupledInvariant) {
+  using T = double;
+  const index_t n = 12;
+  const auto a = spd_spectrum<T>(1, n, 50, 2.0, rng_);
+  for (int its : {1, 2, 3}) {
+    NewtonSchulzOptions o;
+    o.iterations = its;
+    Report<T> rep(backend(), 1);
+    Operand<T> inv;
+    const auto sq = run_square<T>(Fn::sqrt, a, 1, o, &rep, &inv);
+    Dense ainv(std::size_t(n * n), 0.0);
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j < n; ++j)
+        for (index_t k = 0; k < n; ++k) ainv[i * n + j] += a(0, i, k) * inv(0, k, j);
+    EXPECT_LE(rel_err(sq, 0, ainv), 1e-12) << trace() << ", iterations " << its;
+  }
+}
+
+// Polar factor: the convergent schedule gives U^T U = I and the eigen oracle's U; the Muon
+// quintic leaves singular values in a band around 1; tall and wide; grouped.
+TEST_P(NewtonSchulzTest, PolarFactor) {
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    for (auto [rows, cols] : {std::pair<index_t, index_t>{20, 12}, {9, 30}, {16, 16}, {1, 5}}) {
+      SCOPED_TRACE(trace() + ", " + std::to_string(rows) + " x " + std::to_string(cols) +
+                   (sizeof(T) == 4 ? ", float" : ", double"));
+      // A = P diag(s) Q^T with random orthogonal P, Q and singular values s in [0.1, 1] (x 3).
+      const index_t k = std::min(rows, cols);
+      Operand<T> a(2, rows, cols, 1, 1);
+      for (index_t b = 0; b < 2; ++b) {
+        const auto pm = random_orthogonal(rows, rng_), qm = random_orthogonal(cols, rng_);
+        for (index_t i = 0; i < rows; ++i)
+          for (index_t j = 0; j < cols; ++j) {
+            double v = 0;
+            for (index_t e = 0; e < k; ++e)
+              v += pm[i * rows + e] * 3.0 * std::pow(10.0, -double(e) / double(std::max<index_t>(k - 1, 1))) *
+                   qm[j * cols + e];
+            a(b, i, j) = T(v);
+          }
+      }
+      const Context c = ctx();
+      for (PolarSchedule sch : {PolarSchedule::convergent, PolarSchedule::quintic}) {
+        NewtonSchulzOptions o;
+        o.iterations = sch == PolarSchedule::quintic ? 5 : 8;
+        o.tolerance = 10 * std::sqrt(double(k)) * eps<T>();
+        PolarOptions po;
+        po.schedule = sch;
+        po.cubic_iterations = 40;
+        OnBackend<T> ab(backend(), a), ub(backend(), Operand<T>(2, rows, cols, 2, 2));
+        Report<T> rep(backend(), 2);
+        const Status st = newton_schulz_polar<T>(c, ab.cview(), ub.view(), rep.view(), o, po);
+        ASSERT_TRUE(st.ok()) << st.to_string();
+        ASSERT_TRUE(synchronize(c).ok());
+        const auto u = ub.get();
+        const auto info = rep.info.get();
+        for (index_t b = 0; b < 2; ++b) {
+          // Singular values of U: eigenvalues of the short-side Gram.
+          std::vector<real> gram(std::size_t(k * k), 0);
+          for (index_t i = 0; i < k; ++i)
+            for (index_t j = 0; j < k; ++j)
+              for (index_t e = 0; e < std::max(rows, cols); ++e)
+                gram[i * k + j] += rows >= cols ? real(u(b, e, i)) * real(u(b, e, j))
+                                                : real(u(b, i, e)) * real(u(b, j, e));
+          std::vector<real> w, q;
+          jacobi_eigen(gram, k, &w, &q);
+          if (sch == PolarSchedule::convergent) {
+            EXPECT_TRUE(info[b] == 0 || info[b] == 1) << info[b];
+            for (real v : w) EXPECT_NEAR(double(std::sqrt(v)), 1.0, 50 * double(k + 2) * eps<T>());
+          } else {
+            EXPECT_EQ(info[b], 0);
+            for (real v : w) {
+              EXPECT_GT(double(std::sqrt(v)), 0.6);
+              EXPECT_LT(double(std::sqrt(v)), 1.35);
+            }
+          }
+        }
+      }
+    }
+  };
+  run(float{});
+  run(double{});
+}
+
+TEST_P(NewtonSchulzTest, BadInputIsReported) {
+  using T = double;
+  const Context c = ctx();
+  auto one = [&](Fn fn, const Operand<T>& a, int expect_info, NsStop stop) {
+    NewtonSchulzOptions o;
+    o.stop = stop;
+    o.iterations = 30;
+    o.tolerance = 1e-12;
+    Report<T> rep(backend(), 1);
+    Operand<T> second;
+    const auto x = run_square<T>(fn, a, 2, o, &rep, &second);
+    EXPECT_EQ(rep.info.get()[0], expect_info) << trace() << " fn " << int(fn);
+    EXPECT_TRUE(all_nan(x, 0)) << "outputs of a failed matrix must be NaN";
+  };
+  Operand<T> neg(1, 2, 2), indef(1, 2, 2), nan(1, 2, 2), zero(1, 2, 2);
+  for (index_t i = 0; i < 2; ++i)
+    for (index_t j = 0; j < 2; ++j) {
+      neg(0, i, j) = i == j ? (i == 0 ? 1.0 : -1.0) : 0.0;
+      indef(0, i, j) = i == j ? 1.0 : 2.0;  // eigenvalues 3 and -1, positive diagonal
+      nan(0, i, j) = i == j ? 1.0 : 0.0;
+      zero(0, i, j) = 0.0;
+    }
+  nan(0, 1, 0) = std::nan("");
+  for (Fn fn : {Fn::sqrt, Fn::root}) {
+    one(fn, neg, 3, NsStop::fixed);
+    one(fn, indef, -2, NsStop::residual);
+  }
+  for (Fn fn : {Fn::inverse, Fn::sqrt, Fn::root}) {
+    one(fn, nan, -1, NsStop::fixed);
+    one(fn, zero, 2, NsStop::fixed);
+  }
+  // Argument errors.
+  OnBackend<T> a(backend(), zero), x(backend(), Operand<T>(1, 2, 2)), r(backend(), Operand<T>(1, 2, 3));
+  Report<T> rep(backend(), 1);
+  NewtonSchulzOptions o;
+  auto bad = [](const Status& s, const char* what) {
+    EXPECT_EQ(s.code(), StatusCode::invalid_argument) << what << ": " << s.to_string();
+  };
+  bad(newton_schulz_inverse_root<T>(c, a.cview(), 0, x.view(), rep.view(), o), "p = 0");
+  bad(newton_schulz_inverse_root<T>(c, a.cview(), -2, x.view(), rep.view(), o), "p < 0");
+  bad(newton_schulz_inverse<T>(c, a.cview(), r.view(), rep.view(), o), "x shape");
+  bad(newton_schulz_inverse<T>(c, r.cview(), r.view(), rep.view(), o), "not square");
+  bad(newton_schulz_inverse<T>(c, a.cview(), x.view(), NsReport<T>{}, o), "info null");
+  bad(newton_schulz_sqrt<T>(c, a.cview(), {}, {}, rep.view(), o), "no output");
+  o.iterations = 0;
+  bad(newton_schulz_inverse<T>(c, a.cview(), x.view(), rep.view(), o), "iterations 0");
+  o = {};
+  o.tolerance = 0;
+  bad(newton_schulz_inverse<T>(c, a.cview(), x.view(), rep.view(), o), "tolerance 0");
+  o = {};
+  o.epsilon = -1;
+  bad(newton_schulz_inverse<T>(c, a.cview(), x.view(), rep.view(), o), "epsilon < 0");
+  o = {};
+  o.epsilon = 0.1;
+  bad(newton_schulz_polar<T>(c, a.cview(), x.view(), rep.view(), o), "polar with epsilon");
+  o = {};
+  MatrixBatch<T> alias{const_cast<T*>(a.cview().data), 1, 2, 2, 2, 4};
+  bad(newton_schulz_inverse<T>(c, a.cview(), alias, rep.view(), o), "x overlaps a");
+  // Reduced precision: float on CUDA only.
+  o.compute = NsCompute::tf32;
+  const Status s = newton_schulz_inverse<T>(c, a.cview(), x.view(), rep.view(), o);
+  EXPECT_EQ(s.code(), StatusCode::not_supported) << s.to_string();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, NewtonSchulzTest,
+                         ::testing::Values(Backend::reference, Backend::kokkos, Backend::cuda),
+                         backend_test_name);
+
+}  // namespace
+}  // namespace curvkit::test
