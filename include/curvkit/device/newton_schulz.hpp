@@ -33,23 +33,37 @@ CURVKIT_HD void product(index_t m, index_t n, index_t k, T alpha, const T* a, in
     gemm_block(m, n, k, alpha, as, bs, beta, cs, pack);
 }
 
-// ||I - X||_F / sqrt(n) of a dense n x n X, accumulated in double.
+// ||I - X||_F / sqrt(n) of a dense n x n X: the off-diagonal part of each row in T (two
+// contiguous, vectorised runs), the diagonal term (1 - x_ii)^2 and the row sums in double.
 template <class T>
 CURVKIT_HD double residual(index_t n, const T* x) {
   double s = 0;
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) {
-      const double d = (i == j ? 1.0 : 0.0) - double(x[i * n + j]);
-      s += d * d;
-    }
+  for (index_t i = 0; i < n; ++i) {
+    const T* xi = x + i * n;
+    T off = 0;
+    CURVKIT_SIMD_REDUCTION(off)
+    for (index_t j = 0; j < i; ++j) off += xi[j] * xi[j];
+    CURVKIT_SIMD_REDUCTION(off)
+    for (index_t j = i + 1; j < n; ++j) off += xi[j] * xi[j];
+    const double d = 1 - double(xi[i]);
+    s += double(off) + d * d;
+  }
   return n > 0 ? std::sqrt(s / double(n)) : 0.0;
 }
 
 // Y = alpha I + beta X (dense n x n).
 template <class T>
 CURVKIT_HD void shift(index_t n, T alpha, T beta, const T* x, T* y) {
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) y[i * n + j] = beta * x[i * n + j] + (i == j ? alpha : T(0));
+  CURVKIT_SIMD
+  for (index_t e = 0; e < n * n; ++e) y[e] = beta * x[e];
+  for (index_t i = 0; i < n; ++i) y[i * n + i] += alpha;
+}
+
+template <class T>
+CURVKIT_HD_INLINE void swap(T*& x, T*& y) {
+  T* t = x;
+  x = y;
+  y = t;
 }
 
 template <class T>
@@ -72,15 +86,26 @@ CURVKIT_HD void copy_scaled(index_t rows, index_t cols, T scale, const T* x, ind
 template <class T>
 CURVKIT_HD int screen(index_t rows, index_t cols, const T* a, index_t lda, double eps,
                       bool needs_spd, double* fro) {
+  // Sum of squares by rows (vectorised); NaN/Inf in A makes it non-finite.  Only then (or if
+  // it overflowed) is each element looked at.
   double s = 0;
-  bool finite = true;
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) {
-      const double v = double(a[i * lda + j]) + (i == j ? eps : 0.0);
-      finite = finite && std::isfinite(v);
-      s += v * v;
+  for (index_t i = 0; i < rows; ++i) {
+    const T* ai = a + i * lda;
+    double row = 0;
+    CURVKIT_SIMD_REDUCTION(row)
+    for (index_t j = 0; j < cols; ++j) row += double(ai[j]) * double(ai[j]);
+    if (i < cols) {  // the diagonal with eps added
+      const double d = double(ai[i]);
+      row += (d + eps) * (d + eps) - d * d;
     }
-  if (!finite) return -1;
+    s += row;
+  }
+  if (!std::isfinite(s)) {
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t j = 0; j < cols; ++j)
+        if (!std::isfinite(double(a[i * lda + j]))) return -1;
+    return -1;  // finite entries whose squares overflow double: beyond the iterations' range
+  }
   if (s == 0) return 2;
   if (needs_spd)
     for (index_t i = 0; i < rows; ++i)
@@ -204,11 +229,12 @@ CURVKIT_HD int ns_sqrt(index_t n, const T* a, index_t lda, T* sq, index_t ldsq, 
       w[i * n + j] = y[i * n + j];  // Z Y with Z = I
     }
   auto step = [&]() {
+    // Products land in the spare buffer, which then swaps roles with the operand it replaces.
     shift(n, T(1.5), T(-0.5), w, t);  // T = (3I - Z Y) / 2
-    for (index_t e = 0; e < nn; ++e) tmp[e] = y[e];
-    product(n, n, n, T(1), tmp, n, t, n, T(0), y, n, pack);  // Y <- Y T
-    for (index_t e = 0; e < nn; ++e) tmp[e] = z[e];
-    product(n, n, n, T(1), t, n, tmp, n, T(0), z, n, pack);  // Z <- T Z
+    product(n, n, n, T(1), y, n, t, n, T(0), tmp, n, pack);  // Y <- Y T
+    swap(y, tmp);
+    product(n, n, n, T(1), t, n, z, n, T(0), tmp, n, pack);  // Z <- T Z
+    swap(z, tmp);
     product(n, n, n, T(1), z, n, y, n, T(0), w, n, pack);
     return residual(n, w);
   };
@@ -237,7 +263,7 @@ CURVKIT_HD int ns_inverse_root(index_t n, const T* a, index_t lda, int p, T* x, 
     return code;
   }
   const index_t nn = n * n;
-  T *m = scratch, *xk = m + nn, *t = xk + nn, *pw = t + nn, *tmp = pw + nn, *pack = tmp + nn;
+  T *m = scratch, *xk = m + nn, *t = xk + nn, *tmp = t + nn, *pack = tmp + 2 * nn;
   const double z = double(1 + p) / (2 * fro);
   const T x0 = T(std::pow(z, 1.0 / double(p)));
   for (index_t i = 0; i < n; ++i)
@@ -247,21 +273,24 @@ CURVKIT_HD int ns_inverse_root(index_t n, const T* a, index_t lda, int p, T* x, 
     }
   const T inv_p = T(1.0 / double(p));
   auto step = [&]() {
+    // Four buffers (M, X and two free ones, t and tmp); products land in a free one, which
+    // then swaps roles with the operand it replaces.
     shift(n, T(1) + inv_p, -inv_p, m, t);  // T = I + (I - M) / p
-    for (index_t e = 0; e < nn; ++e) tmp[e] = xk[e];
-    product(n, n, n, T(1), tmp, n, t, n, T(0), xk, n, pack);  // X <- X T
-    // M <- T^p M: for each bit of p from the lowest, M <- (T^(2^i)) M when set.
-    for (index_t e = 0; e < nn; ++e) pw[e] = t[e];
+    product(n, n, n, T(1), xk, n, t, n, T(0), tmp, n, pack);  // X <- X T
+    swap(xk, tmp);
+    // M <- T^p M: for each bit of p from the lowest, M <- T^(2^i) M when set (pw = T^(2^i)).
+    T* pw = t;
     for (int q = p;;) {
       if (q & 1) {
-        for (index_t e = 0; e < nn; ++e) tmp[e] = m[e];
-        product(n, n, n, T(1), pw, n, tmp, n, T(0), m, n, pack);
+        product(n, n, n, T(1), pw, n, m, n, T(0), tmp, n, pack);
+        swap(m, tmp);
       }
       q >>= 1;
       if (q == 0) break;
-      for (index_t e = 0; e < nn; ++e) tmp[e] = pw[e];
-      product(n, n, n, T(1), tmp, n, tmp, n, T(0), pw, n, pack);
+      product(n, n, n, T(1), pw, n, pw, n, T(0), tmp, n, pack);
+      swap(pw, tmp);
     }
+    t = pw;  // both t and tmp are free again
     return residual(n, m);
   };
   const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance,
