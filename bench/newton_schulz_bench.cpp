@@ -68,13 +68,29 @@ int syevd(index_t n, double* a, double* w) {
   return LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', int(n), a, int(n), w);
 }
 
-// A^{-1/2} by the eigendecomposition: x = Q diag(w^{-1/2}) Q^T (q, w, tmp scratch).
+// A^{-1/2} by the eigendecomposition: x = Q diag(w^{-1/2}) Q^T (q, w, tmp scratch).  With
+// `steps` > 0, instead Q diag(g(w)) Q^T for g the scalar recurrence of that many coupled
+// iterations (what the iteration must produce exactly, however far from converged).
 template <class T>
-void inv_sqrt_eigen(index_t n, const T* a, T* x, T* q, T* w, T* tmp) {
+void inv_sqrt_eigen(index_t n, const T* a, T* x, T* q, T* w, T* tmp, int steps = 0) {
   std::copy(a, a + n * n, q);
+  double fro = 0;
+  for (index_t e = 0; e < n * n; ++e) fro += double(a[e]) * a[e];
+  fro = std::sqrt(fro);
   (void)syevd(n, q, w);
-  for (index_t i = 0; i < n; ++i)
-    for (index_t k = 0; k < n; ++k) tmp[i * n + k] = q[i * n + k] / std::sqrt(w[k]);
+  for (index_t k = 0; k < n; ++k) {
+    double g = 1 / std::sqrt(double(w[k]));
+    if (steps > 0) {
+      double y = double(w[k]) / fro, z = 1;
+      for (int s = 0; s < steps; ++s) {
+        const double t = (3 - z * y) / 2;
+        y *= t;
+        z *= t;
+      }
+      g = z / std::sqrt(fro);
+    }
+    for (index_t i = 0; i < n; ++i) tmp[i * n + k] = T(q[i * n + k] * g);
+  }
   if constexpr (sizeof(T) == 4)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(n), int(n), 1, tmp, int(n), q,
                 int(n), 0, x, int(n));
@@ -135,16 +151,18 @@ void bm_inv_sqrt(benchmark::State& st, Tool tool, index_t n, index_t batch) {
   };
   for (auto _ : st) call();
 #if CURVKIT_BENCH_HAVE_LAPACKE
-  // Check matrix 0 against the eigendecomposition (5 steps on these well-conditioned matrices
-  // are accurate to ~1e-3; a broken kernel is off by O(1)).
+  // Check matrix 0 against the eigendecomposition: the exact result (syevd) or what 5 steps of
+  // the scalar recurrence give on each eigenvalue (the iterations: far from converged for the
+  // small eigenvalues when n is large, MBAG's caveat).
   HostBuffer<T> ref(nn);
-  inv_sqrt_eigen(n, a.data(), ref.data(), s1.data(), wv.data(), s2.data());
+  inv_sqrt_eigen(n, a.data(), ref.data(), s1.data(), wv.data(), s2.data(),
+                 tool == Tool::lapacke_syevd ? 0 : kSteps);
   double num = 0, den = 0;
   for (index_t e = 0; e < nn; ++e) {
     num += (double(x[e]) - ref[e]) * (double(x[e]) - ref[e]);
     den += double(ref[e]) * ref[e];
   }
-  if (!(std::sqrt(num / den) < 0.05)) {
+  if (!(std::sqrt(num / den) < (sizeof(T) == 4 ? 1e-3 : 1e-8))) {
     st.SkipWithError("result check failed");
     return;
   }
