@@ -356,6 +356,34 @@ TEST_P(NewtonSchulzTest, PolarFactor) {
   run(double{});
 }
 
+// A grouped call (two sizes) equals one uniform call per group; per-matrix outputs are flat in
+// group order.
+TEST_P(NewtonSchulzTest, GroupedEqualsUniform) {
+  using T = float;
+  const auto a0 = spd_spectrum<T>(2, 5, 10, 1.0, rng_), a1 = spd_spectrum<T>(3, 9, 10, 2.0, rng_);
+  NewtonSchulzOptions o;
+  o.stop = NsStop::residual;
+  o.iterations = 40;
+  o.tolerance = 1e-5;
+  const Context c = ctx();
+  OnBackend<T> g0(backend(), a0), g1(backend(), a1), x0(backend(), Operand<T>(2, 5, 5)),
+      x1(backend(), Operand<T>(3, 9, 9));
+  std::vector<MatrixBatch<const T>> av = {g0.cview(), g1.cview()};
+  std::vector<MatrixBatch<T>> xv = {x0.view(), x1.view()};
+  Report<T> rep(backend(), 5);
+  const Status st = newton_schulz_inverse_root<T>(c, av, 2, xv, rep.view(), o);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  ASSERT_TRUE(synchronize(c).ok());
+  Report<T> r0(backend(), 2), r1(backend(), 3);
+  const auto u0 = run_square<T>(Fn::root, a0, 2, o, &r0), u1 = run_square<T>(Fn::root, a1, 2, o, &r1);
+  const auto y0 = x0.get(), y1 = x1.get();
+  for (index_t b = 0; b < 2; ++b) EXPECT_LE(rel_err(y0, b, u0.dense(b)), 1e-6) << trace();
+  for (index_t b = 0; b < 3; ++b) EXPECT_LE(rel_err(y1, b, u1.dense(b)), 1e-6) << trace();
+  const auto its = rep.iters.get(), i0 = r0.iters.get(), i1 = r1.iters.get();
+  EXPECT_EQ(std::vector<int>(its.begin(), its.begin() + 2), i0);
+  EXPECT_EQ(std::vector<int>(its.begin() + 2, its.end()), i1);
+}
+
 TEST_P(NewtonSchulzTest, BadInputIsReported) {
   using T = double;
   const Context c = ctx();
