@@ -135,8 +135,8 @@ void bm_inv_sqrt(benchmark::State& st, Tool tool, index_t n, index_t batch) {
   auto call = [&] {
     if (tool == Tool::kokkos) {
       (void)newton_schulz_sqrt<T>(ctx, make_batch<const T>(a.data(), batch, n, n), {},
-                                  make_batch(x.data(), batch, n, n), {info.data(), nullptr, nullptr},
-                                  o);
+                                  make_batch(x.data(), batch, n, n),
+                                  {info.data(), nullptr, nullptr}, o);
       (void)synchronize(ctx);
     }
 #if CURVKIT_BENCH_HAVE_LAPACKE
@@ -184,7 +184,8 @@ void bm_polar(benchmark::State& st, Tool tool, index_t n) {
   auto call = [&] {
     if (tool == Tool::kokkos) {
       (void)newton_schulz_polar<float>(ctx, make_batch<const float>(a.data(), 1, n, n),
-                                       make_batch(u.data(), 1, n, n), {info.data(), nullptr, nullptr}, o);
+                                       make_batch(u.data(), 1, n, n),
+                                       {info.data(), nullptr, nullptr}, o);
       (void)synchronize(ctx);
       return;
     }
@@ -217,10 +218,12 @@ void bm_polar(benchmark::State& st, Tool tool, index_t n) {
 template <class T>
 void register_inv_sqrt() {
   for (index_t n : {16, 32, 64, 128, 256}) {
-    const index_t batch = std::clamp<index_t>(batch_for_bytes(double(2 * n * n * sizeof(T))), 100, 100000);
+    const index_t batch =
+        std::clamp<index_t>(batch_for_bytes(double(2 * n * n * sizeof(T))), 100, 100000);
     const std::string tail = std::string("/") + scalar_name<T>() + "/n:" + std::to_string(n) +
                              "/batch:" + std::to_string(batch);
-    add("ns_inv_sqrt/kokkos" + tail, [=](benchmark::State& st) { bm_inv_sqrt<T>(st, Tool::kokkos, n, batch); });
+    add("ns_inv_sqrt/kokkos" + tail,
+        [=](benchmark::State& st) { bm_inv_sqrt<T>(st, Tool::kokkos, n, batch); });
 #if CURVKIT_BENCH_HAVE_LAPACKE
     add("ns_inv_sqrt/lapacke_syevd" + tail,
         [=](benchmark::State& st) { bm_inv_sqrt<T>(st, Tool::lapacke_syevd, n, batch); });

@@ -18,7 +18,8 @@ using real = long double;
 struct Mat {
   index_t r = 0, c = 0;
   std::vector<real> v;
-  Mat(index_t rows, index_t cols, real fill = 0) : r(rows), c(cols), v(std::size_t(rows * cols), fill) {}
+  Mat(index_t rows, index_t cols, real fill = 0)
+      : r(rows), c(cols), v(std::size_t(rows * cols), fill) {}
   real& operator()(index_t i, index_t j) { return v[std::size_t(i * c + j)]; }
   real operator()(index_t i, index_t j) const { return v[std::size_t(i * c + j)]; }
 };
@@ -187,10 +188,12 @@ Status newton_schulz_inverse(const Context&, GroupedBatch<const T> a, GroupedBat
       };
       int steps = 0;
       real res = 0;
-      const int code = iterate(o, o.iterations, o.stop == NsStop::residual, residual(r), step,
-                               &steps, &res);
-      if (code < 0) store_nan(x[g], b);
-      else store(x[g], b, xk, 1);
+      const int code =
+          iterate(o, o.iterations, o.stop == NsStop::residual, residual(r), step, &steps, &res);
+      if (code < 0)
+        store_nan(x[g], b);
+      else
+        store(x[g], b, xk, 1);
       report(rep, idx, code, steps, res);
     }
   return Status::success();
@@ -221,8 +224,8 @@ Status newton_schulz_sqrt(const Context&, GroupedBatch<const T> a, GroupedBatch<
       };
       int steps = 0;
       real res = 0;
-      const int code = iterate(o, o.iterations, o.stop == NsStop::residual, residual(w), step,
-                               &steps, &res);
+      const int code =
+          iterate(o, o.iterations, o.stop == NsStop::residual, residual(w), step, &steps, &res);
       if (code < 0) {
         store_nan(sq[g], b);
         store_nan(inv[g], b);
@@ -236,9 +239,8 @@ Status newton_schulz_sqrt(const Context&, GroupedBatch<const T> a, GroupedBatch<
 }
 
 template <class T>
-Status newton_schulz_inverse_root(const Context&, GroupedBatch<const T> a, int p,
-                                  GroupedBatch<T> x, NsReport<T> rep,
-                                  const NewtonSchulzOptions& o) {
+Status newton_schulz_inverse_root(const Context&, GroupedBatch<const T> a, int p, GroupedBatch<T> x,
+                                  NsReport<T> rep, const NewtonSchulzOptions& o) {
   index_t idx = 0;
   for (std::size_t g = 0; g < a.size(); ++g)
     for (index_t b = 0; b < a[g].batch; ++b, ++idx) {
@@ -259,10 +261,12 @@ Status newton_schulz_inverse_root(const Context&, GroupedBatch<const T> a, int p
       };
       int steps = 0;
       real res = 0;
-      const int code = iterate(o, o.iterations, o.stop == NsStop::residual, residual(m), step,
-                               &steps, &res);
-      if (code < 0) store_nan(x[g], b);
-      else store(x[g], b, xk, 1);
+      const int code =
+          iterate(o, o.iterations, o.stop == NsStop::residual, residual(m), step, &steps, &res);
+      if (code < 0)
+        store_nan(x[g], b);
+      else
+        store(x[g], b, xk, 1);
       report(rep, idx, code, steps, res);
     }
   return Status::success();
@@ -298,17 +302,19 @@ Status newton_schulz_polar(const Context&, GroupedBatch<const T> a, GroupedBatch
       const real r0 = residual(bm);
       int steps = 0;
       real res = r0;
-      int code = iterate(o, o.iterations, o.stop == NsStop::residual &&
-                                              po.schedule != PolarSchedule::convergent,
-                         r0, step, &steps, &res);
+      int code = iterate(o, o.iterations,
+                         o.stop == NsStop::residual && po.schedule != PolarSchedule::convergent, r0,
+                         step, &steps, &res);
       if (code == 0 && po.schedule == PolarSchedule::convergent) {
         cubic = true;
         int more = 0;
         code = iterate(o, po.cubic_iterations, true, res, step, &more, &res);
         steps += more;
       }
-      if (code < 0) store_nan(u[g], b);
-      else store(u[g], b, x, 1);
+      if (code < 0)
+        store_nan(u[g], b);
+      else
+        store(u[g], b, x, 1);
       report(rep, idx, code, steps, res);
     }
   return Status::success();

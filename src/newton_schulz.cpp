@@ -22,8 +22,8 @@ Status check_options(const char* op, const Context& ctx, const NewtonSchulzOptio
   if (o.stop != NsStop::fixed && o.stop != NsStop::residual)
     return Status::invalid_argument(op, "options.stop is not an NsStop value");
   if (o.iterations < 1)
-    return Status::invalid_argument(op, "options.iterations (" + std::to_string(o.iterations) +
-                                            ") must be >= 1");
+    return Status::invalid_argument(
+        op, "options.iterations (" + std::to_string(o.iterations) + ") must be >= 1");
   if (!(o.tolerance > 0) || !std::isfinite(o.tolerance))
     return Status::invalid_argument(op, "options.tolerance must be finite and > 0");
   if (!(o.epsilon >= 0) || !std::isfinite(o.epsilon))
@@ -44,7 +44,8 @@ Status check_pairs(const char* op, GroupedBatch<const T> a, GroupedBatch<T> out,
                    const char* out_name, bool square) {
   if (a.empty()) return Status::invalid_argument(op, "a has no groups");
   if (out.size() != a.size())
-    return Status::invalid_argument(op, std::string(out_name) + " must have a's number of groups (" +
+    return Status::invalid_argument(op, std::string(out_name) +
+                                            " must have a's number of groups (" +
                                             std::to_string(a.size()) + ")");
   const bool grouped = a.size() != 1;
   for (std::size_t g = 0; g < a.size(); ++g) {
@@ -108,7 +109,8 @@ Status newton_schulz_sqrt(const Context& ctx, GroupedBatch<const T> a, GroupedBa
     for (std::size_t g = 0; g < a.size(); ++g)
       for (std::size_t h = 0; h < a.size(); ++h)
         CURVKIT_RETURN_IF_ERROR(check_disjoint(op, sqrt[g], view_name("sqrt", a.size() != 1, g),
-                                               inv_sqrt[h], view_name("inv_sqrt", a.size() != 1, h)));
+                                               inv_sqrt[h],
+                                               view_name("inv_sqrt", a.size() != 1, h)));
   CURVKIT_RETURN_IF_ERROR(check_report(op, ctx, a, r));
   // Backends see an empty output as a list of views with data == nullptr.
   std::vector<MatrixBatch<T>> none(a.size());
@@ -133,7 +135,8 @@ Status newton_schulz_polar(const Context& ctx, GroupedBatch<const T> a, GroupedB
   const char* op = "newton_schulz_polar";
   CURVKIT_RETURN_IF_ERROR(check_options<T>(op, ctx, o));
   if (o.epsilon != 0)
-    return Status::invalid_argument(op, "options.epsilon must be 0 (no damping for a polar factor)");
+    return Status::invalid_argument(op,
+                                    "options.epsilon must be 0 (no damping for a polar factor)");
   if (po.schedule != PolarSchedule::cubic && po.schedule != PolarSchedule::quintic &&
       po.schedule != PolarSchedule::convergent)
     return Status::invalid_argument(op, "polar.schedule is not a PolarSchedule value");
@@ -161,8 +164,8 @@ Status newton_schulz_sqrt(const Context& ctx, MatrixBatch<const T> a, MatrixBatc
 template <class T>
 Status newton_schulz_inverse_root(const Context& ctx, MatrixBatch<const T> a, int p,
                                   MatrixBatch<T> x, NsReport<T> r, const NewtonSchulzOptions& o) {
-  return newton_schulz_inverse_root<T>(ctx, GroupedBatch<const T>(&a, 1), p,
-                                       GroupedBatch<T>(&x, 1), r, o);
+  return newton_schulz_inverse_root<T>(ctx, GroupedBatch<const T>(&a, 1), p, GroupedBatch<T>(&x, 1),
+                                       r, o);
 }
 template <class T>
 Status newton_schulz_polar(const Context& ctx, MatrixBatch<const T> a, MatrixBatch<T> u,
@@ -171,28 +174,27 @@ Status newton_schulz_polar(const Context& ctx, MatrixBatch<const T> a, MatrixBat
                                 po);
 }
 
-#define CURVKIT_INSTANTIATE_NS_PUBLIC(T)                                                         \
-  template std::size_t newton_schulz_workspace_size<T>(const Context&, GroupedBatch<const T>);   \
-  template Status newton_schulz_inverse<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>, \
-                                           NsReport<T>, const NewtonSchulzOptions&);             \
-  template Status newton_schulz_inverse<T>(const Context&, GroupedBatch<const T>,               \
-                                           GroupedBatch<T>, NsReport<T>,                         \
-                                           const NewtonSchulzOptions&);                          \
-  template Status newton_schulz_sqrt<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>,    \
-                                        MatrixBatch<T>, NsReport<T>, const NewtonSchulzOptions&); \
-  template Status newton_schulz_sqrt<T>(const Context&, GroupedBatch<const T>, GroupedBatch<T>,  \
+#define CURVKIT_INSTANTIATE_NS_PUBLIC(T)                                                           \
+  template std::size_t newton_schulz_workspace_size<T>(const Context&, GroupedBatch<const T>);     \
+  template Status newton_schulz_inverse<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>,   \
+                                           NsReport<T>, const NewtonSchulzOptions&);               \
+  template Status newton_schulz_inverse<T>(const Context&, GroupedBatch<const T>, GroupedBatch<T>, \
+                                           NsReport<T>, const NewtonSchulzOptions&);               \
+  template Status newton_schulz_sqrt<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>,      \
+                                        MatrixBatch<T>, NsReport<T>, const NewtonSchulzOptions&);  \
+  template Status newton_schulz_sqrt<T>(const Context&, GroupedBatch<const T>, GroupedBatch<T>,    \
                                         GroupedBatch<T>, NsReport<T>, const NewtonSchulzOptions&); \
-  template Status newton_schulz_inverse_root<T>(const Context&, MatrixBatch<const T>, int,       \
-                                                MatrixBatch<T>, NsReport<T>,                     \
-                                                const NewtonSchulzOptions&);                     \
-  template Status newton_schulz_inverse_root<T>(const Context&, GroupedBatch<const T>, int,      \
-                                                GroupedBatch<T>, NsReport<T>,                    \
-                                                const NewtonSchulzOptions&);                     \
-  template Status newton_schulz_polar<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>,   \
-                                         NsReport<T>, const NewtonSchulzOptions&,                \
-                                         const PolarOptions&);                                   \
-  template Status newton_schulz_polar<T>(const Context&, GroupedBatch<const T>, GroupedBatch<T>, \
-                                         NsReport<T>, const NewtonSchulzOptions&,                \
+  template Status newton_schulz_inverse_root<T>(const Context&, MatrixBatch<const T>, int,         \
+                                                MatrixBatch<T>, NsReport<T>,                       \
+                                                const NewtonSchulzOptions&);                       \
+  template Status newton_schulz_inverse_root<T>(const Context&, GroupedBatch<const T>, int,        \
+                                                GroupedBatch<T>, NsReport<T>,                      \
+                                                const NewtonSchulzOptions&);                       \
+  template Status newton_schulz_polar<T>(const Context&, MatrixBatch<const T>, MatrixBatch<T>,     \
+                                         NsReport<T>, const NewtonSchulzOptions&,                  \
+                                         const PolarOptions&);                                     \
+  template Status newton_schulz_polar<T>(const Context&, GroupedBatch<const T>, GroupedBatch<T>,   \
+                                         NsReport<T>, const NewtonSchulzOptions&,                  \
                                          const PolarOptions&);
 
 CURVKIT_INSTANTIATE_NS_PUBLIC(float)

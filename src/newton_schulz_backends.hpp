@@ -41,31 +41,31 @@ CURVKIT_DECLARE_NS_BACKEND(cuda)
   }
 
 // Definitions for a backend that was not compiled: every op answers not_compiled.
-#define CURVKIT_DEFINE_NS_STUBS(ns)                                                              \
-  namespace curvkit::ns {                                                                        \
-  template <class T>                                                                             \
-  std::size_t newton_schulz_workspace_size(const Context&, GroupedBatch<const T>) {              \
-    return 0;                                                                                    \
-  }                                                                                              \
-  template <class T>                                                                             \
-  Status newton_schulz_inverse(const Context&, GroupedBatch<const T>, GroupedBatch<T>,           \
-                               NsReport<T>, const NewtonSchulzOptions&) {                        \
-    return Status::not_compiled("newton_schulz_inverse", #ns);                                   \
-  }                                                                                              \
-  template <class T>                                                                             \
-  Status newton_schulz_sqrt(const Context&, GroupedBatch<const T>, GroupedBatch<T>,              \
-                            GroupedBatch<T>, NsReport<T>, const NewtonSchulzOptions&) {          \
-    return Status::not_compiled("newton_schulz_sqrt", #ns);                                      \
-  }                                                                                              \
-  template <class T>                                                                             \
-  Status newton_schulz_inverse_root(const Context&, GroupedBatch<const T>, int, GroupedBatch<T>, \
-                                    NsReport<T>, const NewtonSchulzOptions&) {                   \
-    return Status::not_compiled("newton_schulz_inverse_root", #ns);                              \
-  }                                                                                              \
-  template <class T>                                                                             \
-  Status newton_schulz_polar(const Context&, GroupedBatch<const T>, GroupedBatch<T>,             \
-                             NsReport<T>, const NewtonSchulzOptions&, const PolarOptions&) {     \
-    return Status::not_compiled("newton_schulz_polar", #ns);                                     \
-  }                                                                                              \
-  }                                                                                              \
+#define CURVKIT_DEFINE_NS_STUBS(ns)                                                               \
+  namespace curvkit::ns {                                                                         \
+  template <class T>                                                                              \
+  std::size_t newton_schulz_workspace_size(const Context&, GroupedBatch<const T>) {               \
+    return 0;                                                                                     \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status newton_schulz_inverse(const Context&, GroupedBatch<const T>, GroupedBatch<T>,            \
+                               NsReport<T>, const NewtonSchulzOptions&) {                         \
+    return Status::not_compiled("newton_schulz_inverse", #ns);                                    \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status newton_schulz_sqrt(const Context&, GroupedBatch<const T>, GroupedBatch<T>,               \
+                            GroupedBatch<T>, NsReport<T>, const NewtonSchulzOptions&) {           \
+    return Status::not_compiled("newton_schulz_sqrt", #ns);                                       \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status newton_schulz_inverse_root(const Context&, GroupedBatch<const T>, int, GroupedBatch<T>,  \
+                                    NsReport<T>, const NewtonSchulzOptions&) {                    \
+    return Status::not_compiled("newton_schulz_inverse_root", #ns);                               \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Status newton_schulz_polar(const Context&, GroupedBatch<const T>, GroupedBatch<T>, NsReport<T>, \
+                             const NewtonSchulzOptions&, const PolarOptions&) {                   \
+    return Status::not_compiled("newton_schulz_polar", #ns);                                      \
+  }                                                                                               \
+  }                                                                                               \
   CURVKIT_INSTANTIATE_NS_BACKEND(ns)

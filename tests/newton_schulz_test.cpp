@@ -75,7 +75,8 @@ Dense matrix_function(const std::vector<real>& a, index_t n, F f) {
 
 // SPD matrix with eigenvalues spread geometrically over [scale / kappa, scale].
 template <class T>
-Operand<T> spd_spectrum(index_t batch, index_t n, double kappa, double scale, std::mt19937_64& rng) {
+Operand<T> spd_spectrum(index_t batch, index_t n, double kappa, double scale,
+                        std::mt19937_64& rng) {
   Operand<T> o(batch, n, n, 1, 2);
   for (index_t b = 0; b < batch; ++b) {
     const auto a = random_spd(n, kappa, rng);  // eigenvalues in [1/kappa, 1]
@@ -89,7 +90,8 @@ template <class T>
 std::vector<real> as_real(const Operand<T>& o, index_t b, double eps = 0) {
   std::vector<real> m(std::size_t(o.l.rows * o.l.cols));
   for (index_t i = 0; i < o.l.rows; ++i)
-    for (index_t j = 0; j < o.l.cols; ++j) m[i * o.l.cols + j] = real(o(b, i, j)) + (i == j ? eps : 0);
+    for (index_t j = 0; j < o.l.cols; ++j)
+      m[i * o.l.cols + j] = real(o(b, i, j)) + (i == j ? eps : 0);
   return m;
 }
 
@@ -112,7 +114,10 @@ struct Report {
   Buffer<T> res;
   index_t count;
   Report(Backend be, index_t n)
-      : info(be, n), iters(be, n), res(be, std::vector<T>(std::size_t(std::max<index_t>(n, 1)), T(-1))), count(n) {}
+      : info(be, n),
+        iters(be, n),
+        res(be, std::vector<T>(std::size_t(std::max<index_t>(n, 1)), T(-1))),
+        count(n) {}
   NsReport<T> view() { return {info.data(), iters.data(), res.data()}; }
   std::vector<T> residuals() const {
     auto v = res.download();
@@ -176,13 +181,15 @@ class NewtonSchulzTest : public BackendTest {
             if (fn == Fn::inverse) {
               EXPECT_LE(rel_err(x, b, matrix_function(ar, n, [](real v) { return 1 / v; })), tol);
             } else if (fn == Fn::sqrt) {
-              EXPECT_LE(rel_err(x, b, matrix_function(ar, n, [](real v) { return std::sqrt(v); })), tol);
-              EXPECT_LE(rel_err(inv, b, matrix_function(ar, n, [](real v) { return 1 / std::sqrt(v); })),
+              EXPECT_LE(rel_err(x, b, matrix_function(ar, n, [](real v) { return std::sqrt(v); })),
                         tol);
+              EXPECT_LE(
+                  rel_err(inv, b, matrix_function(ar, n, [](real v) { return 1 / std::sqrt(v); })),
+                  tol);
             } else {
-              EXPECT_LE(rel_err(x, b, matrix_function(ar, n, [p](real v) {
-                          return std::pow(v, -1.0L / real(p));
-                        })),
+              EXPECT_LE(rel_err(x, b,
+                                matrix_function(
+                                    ar, n, [p](real v) { return std::pow(v, -1.0L / real(p)); })),
                         tol);
             }
           }
@@ -207,7 +214,8 @@ class NewtonSchulzTest : public BackendTest {
         if (fn == Fn::inverse)
           st = newton_schulz_inverse<T>(Context::reference(), ab.cview(), xb.view(), r2.view(), o);
         else if (fn == Fn::root)
-          st = newton_schulz_inverse_root<T>(Context::reference(), ab.cview(), 4, xb.view(), r2.view(), o);
+          st = newton_schulz_inverse_root<T>(Context::reference(), ab.cview(), 4, xb.view(),
+                                             r2.view(), o);
         else
           st = newton_schulz_sqrt<T>(Context::reference(), ab.cview(), xb.view(), {}, r2.view(), o);
         ASSERT_TRUE(st.ok());
@@ -308,7 +316,8 @@ TEST_P(NewtonSchulzTest, PolarFactor) {
           for (index_t j = 0; j < cols; ++j) {
             double v = 0;
             for (index_t e = 0; e < k; ++e)
-              v += pm[i * rows + e] * 3.0 * std::pow(10.0, -double(e) / double(std::max<index_t>(k - 1, 1))) *
+              v += pm[i * rows + e] * 3.0 *
+                   std::pow(10.0, -double(e) / double(std::max<index_t>(k - 1, 1))) *
                    qm[j * cols + e];
             a(b, i, j) = T(v);
           }
@@ -375,7 +384,8 @@ TEST_P(NewtonSchulzTest, GroupedEqualsUniform) {
   ASSERT_TRUE(st.ok()) << st.to_string();
   ASSERT_TRUE(synchronize(c).ok());
   Report<T> r0(backend(), 2), r1(backend(), 3);
-  const auto u0 = run_square<T>(Fn::root, a0, 2, o, &r0), u1 = run_square<T>(Fn::root, a1, 2, o, &r1);
+  const auto u0 = run_square<T>(Fn::root, a0, 2, o, &r0),
+             u1 = run_square<T>(Fn::root, a1, 2, o, &r1);
   const auto y0 = x0.get(), y1 = x1.get();
   for (index_t b = 0; b < 2; ++b) EXPECT_LE(rel_err(y0, b, u0.dense(b)), 1e-6) << trace();
   for (index_t b = 0; b < 3; ++b) EXPECT_LE(rel_err(y1, b, u1.dense(b)), 1e-6) << trace();
@@ -416,7 +426,8 @@ TEST_P(NewtonSchulzTest, BadInputIsReported) {
     one(fn, zero, 2, NsStop::fixed);
   }
   // Argument errors.
-  OnBackend<T> a(backend(), zero), x(backend(), Operand<T>(1, 2, 2)), r(backend(), Operand<T>(1, 2, 3));
+  OnBackend<T> a(backend(), zero), x(backend(), Operand<T>(1, 2, 2)),
+      r(backend(), Operand<T>(1, 2, 3));
   Report<T> rep(backend(), 1);
   NewtonSchulzOptions o;
   auto bad = [](const Status& s, const char* what) {

@@ -10,14 +10,15 @@
 // newton_schulz_sqrt           (A + eps I)^{1/2} and (A + eps I)^{-1/2} (SPD A) by the coupled
 //                              iteration MBAG uses: with c = ||A||_F, Y_0 = A / c, Z_0 = I,
 //                                T = (3I - Z Y) / 2,  Y <- Y T,  Z <- T Z
-//                              Y -> (A/c)^{1/2}, Z -> (A/c)^{-1/2}; outputs sqrt(c) Y and Z / sqrt(c).
-//                              Residual ||I - Z Y||_F / sqrt(n).  3 GEMMs (6 n^3 flops) per
-//                              iteration.  With a fixed count, eigenvalues far below the largest
-//                              are inaccurate (5 iterations: relative error > 1e-3 below about
-//                              0.12 of ||A||_F; seeds-mbf-mbag.md) — the residual stop fixes it.
+//                              Y -> (A/c)^{1/2}, Z -> (A/c)^{-1/2}; outputs sqrt(c) Y and Z /
+//                              sqrt(c). Residual ||I - Z Y||_F / sqrt(n).  3 GEMMs (6 n^3 flops)
+//                              per iteration.  With a fixed count, eigenvalues far below the
+//                              largest are inaccurate (5 iterations: relative error > 1e-3 below
+//                              about 0.12 of ||A||_F; seeds-mbf-mbag.md) — the residual stop fixes
+//                              it.
 // newton_schulz_inverse_root   X = (A + eps I)^{-1/p}, p >= 1 integer (Shampoo: p = 2k), by the
-//                              coupled Newton iteration of scalable Shampoo: z = (1+p) / (2 ||A||_F),
-//                              M_0 = z A, X_0 = z^{1/p} I,
+//                              coupled Newton iteration of scalable Shampoo: z = (1+p) / (2
+//                              ||A||_F), M_0 = z A, X_0 = z^{1/p} I,
 //                                T = I + (I - M) / p,  X <- X T,  M <- T^p M
 //                              M -> I.  Residual ||I - M||_F / sqrt(n).  (2 + popcount-ish)
 //                              GEMMs per iteration: T^p by repeated squaring.
@@ -34,8 +35,8 @@
 //
 // Stopping (NewtonSchulzOptions::stop): `fixed` runs exactly `iterations` steps (the papers'
 // 5 or 7); `residual` stops at the first step whose residual is <= tolerance, or when the
-// residual stops decreasing below 1 (the rounding floor), or after `iterations` steps.  Per matrix the
-// number of steps taken and the final residual are returned (optional outputs).
+// residual stops decreasing below 1 (the rounding floor), or after `iterations` steps.  Per matrix
+// the number of steps taken and the final residual are returned (optional outputs).
 //
 // info per matrix (curvkit/core/info.hpp conventions; outputs NaN whenever info < 0 or >= 2):
 //    0  done (fixed count), or converged to the tolerance (residual stop)
@@ -73,9 +74,9 @@ enum class NsCompute : int {
 
 struct NewtonSchulzOptions {
   NsStop stop = NsStop::fixed;
-  int iterations = 5;        ///< fixed: the count; residual: the maximum (>= 1)
-  double tolerance = 1e-6;   ///< residual stop (> 0)
-  double epsilon = 0.0;      ///< damping: the iteration runs on A + eps I (>= 0; not polar)
+  int iterations = 5;       ///< fixed: the count; residual: the maximum (>= 1)
+  double tolerance = 1e-6;  ///< residual stop (> 0)
+  double epsilon = 0.0;     ///< damping: the iteration runs on A + eps I (>= 0; not polar)
   NsCompute compute = NsCompute::native;
 };
 

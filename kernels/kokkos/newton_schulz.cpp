@@ -3,8 +3,8 @@
 // team scratch, so a whole batch is one launch per group and needs no Context workspace; on
 // the host its products go through the packed micro-kernel.  A single large matrix is one work
 // item, i.e. one thread (on Kokkos Serial, the only host backend measured, that is no loss).
-#include "compat.hpp"
 #include "curvkit/device/newton_schulz.hpp"
+#include "compat.hpp"
 #include "newton_schulz_backends.hpp"
 
 namespace curvkit::kokkos {
@@ -56,8 +56,15 @@ Status run(const Context& ctx, Op4 op, GroupedBatch<const T> a, GroupedBatch<T> 
            const PolarOptions& po, int p) {
   index_t first = 0;
   for (std::size_t g = 0; g < a.size(); ++g) {
-    NsItem<T> f{op, a[g], x.empty() ? MatrixBatch<T>{} : x[g],
-                x2.empty() ? MatrixBatch<T>{} : x2[g], report, first, o, po, p};
+    NsItem<T> f{op,
+                a[g],
+                x.empty() ? MatrixBatch<T>{} : x[g],
+                x2.empty() ? MatrixBatch<T>{} : x2[g],
+                report,
+                first,
+                o,
+                po,
+                p};
     const index_t elems = op == Op4::polar ? device::ns_polar_scratch<T>(a[g].rows, a[g].cols)
                                            : device::ns_square_scratch<T>(a[g].rows);
     for_each_with_scratch(exec_space(ctx), "curvkit::newton_schulz", a[g].batch,

@@ -199,10 +199,12 @@ CURVKIT_HD int ns_inverse(index_t n, const T* a, index_t lda, T* x, index_t ldx,
     product(n, n, n, T(1), ad, n, xk, n, T(0), res, n, pack);
     return residual(n, res);
   };
-  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance,
-                           residual(n, res), step, steps, r);
-  if (code < 0) fill_nan(n, n, x, ldx);
-  else copy_scaled(n, n, T(1), xk, n, x, ldx);
+  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, residual(n, res),
+                           step, steps, r);
+  if (code < 0)
+    fill_nan(n, n, x, ldx);
+  else
+    copy_scaled(n, n, T(1), xk, n, x, ldx);
   return code;
 }
 
@@ -230,7 +232,7 @@ CURVKIT_HD int ns_sqrt(index_t n, const T* a, index_t lda, T* sq, index_t ldsq, 
     }
   auto step = [&]() {
     // Products land in the spare buffer, which then swaps roles with the operand it replaces.
-    shift(n, T(1.5), T(-0.5), w, t);  // T = (3I - Z Y) / 2
+    shift(n, T(1.5), T(-0.5), w, t);                         // T = (3I - Z Y) / 2
     product(n, n, n, T(1), y, n, t, n, T(0), tmp, n, pack);  // Y <- Y T
     swap(y, tmp);
     product(n, n, n, T(1), t, n, z, n, T(0), tmp, n, pack);  // Z <- T Z
@@ -238,8 +240,8 @@ CURVKIT_HD int ns_sqrt(index_t n, const T* a, index_t lda, T* sq, index_t ldsq, 
     product(n, n, n, T(1), z, n, y, n, T(0), w, n, pack);
     return residual(n, w);
   };
-  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance,
-                           residual(n, w), step, steps, r);
+  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, residual(n, w),
+                           step, steps, r);
   if (code < 0) {
     fill_nan(n, n, sq, ldsq);
     fill_nan(n, n, inv, ldinv);
@@ -275,7 +277,7 @@ CURVKIT_HD int ns_inverse_root(index_t n, const T* a, index_t lda, int p, T* x, 
   auto step = [&]() {
     // Four buffers (M, X and two free ones, t and tmp); products land in a free one, which
     // then swaps roles with the operand it replaces.
-    shift(n, T(1) + inv_p, -inv_p, m, t);  // T = I + (I - M) / p
+    shift(n, T(1) + inv_p, -inv_p, m, t);                     // T = I + (I - M) / p
     product(n, n, n, T(1), xk, n, t, n, T(0), tmp, n, pack);  // X <- X T
     swap(xk, tmp);
     // M <- T^p M: for each bit of p from the lowest, M <- T^(2^i) M when set (pw = T^(2^i)).
@@ -293,10 +295,12 @@ CURVKIT_HD int ns_inverse_root(index_t n, const T* a, index_t lda, int p, T* x, 
     t = pw;  // both t and tmp are free again
     return residual(n, m);
   };
-  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance,
-                           residual(n, m), step, steps, r);
-  if (code < 0) fill_nan(n, n, x, ldx);
-  else copy_scaled(n, n, T(1), xk, n, x, ldx);
+  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, residual(n, m),
+                           step, steps, r);
+  if (code < 0)
+    fill_nan(n, n, x, ldx);
+  else
+    copy_scaled(n, n, T(1), xk, n, x, ldx);
   return code;
 }
 
@@ -349,16 +353,18 @@ CURVKIT_HD int ns_polar(index_t rows, index_t cols, const T* a, index_t lda, T* 
   };
   const bool convergent = po.schedule == PolarSchedule::convergent;
   const double r0 = residual(k, bm);
-  int code = iterate(o.iterations, o.stop == NsStop::residual && !convergent, o.tolerance, r0,
-                     step, steps, r);
+  int code = iterate(o.iterations, o.stop == NsStop::residual && !convergent, o.tolerance, r0, step,
+                     steps, r);
   if (code == 0 && convergent) {
     cubic = true;
     int more = 0;
     code = iterate(po.cubic_iterations, true, o.tolerance, *r, step, &more, r);
     *steps += more;
   }
-  if (code < 0) fill_nan(rows, cols, u, ldu);
-  else copy_scaled(rows, cols, T(1), x, cols, u, ldu);
+  if (code < 0)
+    fill_nan(rows, cols, u, ldu);
+  else
+    copy_scaled(rows, cols, T(1), x, cols, u, ldu);
   return code;
 }
 
