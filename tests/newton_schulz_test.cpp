@@ -397,6 +397,33 @@ TEST_P(NewtonSchulzTest, GroupedEqualsUniform) {
   EXPECT_EQ(std::vector<int>(its.begin() + 2, its.end()), i1);
 }
 
+// CUDA's opt-in tensor-core modes (float only): TF32 keeps ~10 mantissa bits per product, BF16
+// ~7, with FP32 accumulation.  12 fixed steps of the coupled square root on kappa = 10 inputs
+// must stay within 20 kappa 2^-10 of the eigendecomposition with TF32 and within 0.1 with BF16
+// (20 kappa 2^-7 would exceed 1).  Both the fused (n <= 128) and the cuBLAS (n = 200) paths.
+TEST_P(NewtonSchulzTest, ReducedPrecisionModesOnCuda) {
+  if (backend() != Backend::cuda) GTEST_SKIP() << "tf32 / bf16 exist on the cuda backend only";
+  using T = float;
+  for (index_t n : {32, 200})
+    for (NsCompute mode : {NsCompute::tf32, NsCompute::bf16}) {
+      const auto a = spd_spectrum<T>(2, n, 10, 1.0, rng_);
+      NewtonSchulzOptions o;
+      o.iterations = 12;
+      o.compute = mode;
+      Report<T> rep(backend(), 2);
+      Operand<T> inv;
+      const auto sq = run_square<T>(Fn::sqrt, a, 1, o, &rep, &inv);
+      const double tol = mode == NsCompute::tf32 ? 20 * 10 * std::ldexp(1.0, -10) : 0.1;
+      for (index_t b = 0; b < 2; ++b) {
+        EXPECT_EQ(rep.info.get()[b], 0);
+        EXPECT_LE(
+            rel_err(sq, b, matrix_function(as_real(a, b), n, [](real v) { return std::sqrt(v); })),
+            tol)
+            << trace() << ", n " << n << ", mode " << int(mode);
+      }
+    }
+}
+
 TEST_P(NewtonSchulzTest, BadInputIsReported) {
   using T = double;
   const Context c = ctx();
