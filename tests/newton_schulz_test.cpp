@@ -137,7 +137,11 @@ class NewtonSchulzTest : public BackendTest {
     const index_t batch = a.l.batch, n = a.l.rows;
     OnBackend<T> ab(backend(), a), xb(backend(), Operand<T>(batch, n, n, 2, 1)),
         yb(backend(), Operand<T>(batch, n, n, 1, 3));
-    const Context c = ctx();
+    Context c = ctx();
+    const MatrixBatch<const T> av = ab.cview();
+    const std::size_t ws = newton_schulz_workspace_size<T>(c, GroupedBatch<const T>(&av, 1));
+    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
+    c.set_workspace(wbuf.data(), ws);
     Status st;
     if (fn == Fn::inverse)
       st = newton_schulz_inverse<T>(c, ab.cview(), xb.view(), rep->view(), o);
@@ -335,7 +339,12 @@ TEST_P(NewtonSchulzTest, PolarFactor) {
         po.cubic_iterations = 40;
         OnBackend<T> ab(backend(), a), ub(backend(), Operand<T>(2, rows, cols, 2, 2));
         Report<T> rep(backend(), 2);
-        const Status st = newton_schulz_polar<T>(c, ab.cview(), ub.view(), rep.view(), o, po);
+        Context cw = c;
+        const MatrixBatch<const T> av = ab.cview();
+        const std::size_t ws = newton_schulz_workspace_size<T>(cw, GroupedBatch<const T>(&av, 1));
+        Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
+        cw.set_workspace(wbuf.data(), ws);
+        const Status st = newton_schulz_polar<T>(cw, av, ub.view(), rep.view(), o, po);
         ASSERT_TRUE(st.ok()) << st.to_string();
         ASSERT_TRUE(synchronize(c).ok());
         const auto u = ub.get();
@@ -383,9 +392,13 @@ TEST_P(NewtonSchulzTest, GroupedEqualsUniform) {
   std::vector<MatrixBatch<const T>> av = {g0.cview(), g1.cview()};
   std::vector<MatrixBatch<T>> xv = {x0.view(), x1.view()};
   Report<T> rep(backend(), 5);
-  const Status st = newton_schulz_inverse_root<T>(c, av, 2, xv, rep.view(), o);
+  Context cw = c;
+  const std::size_t ws = newton_schulz_workspace_size<T>(cw, av);
+  Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
+  cw.set_workspace(wbuf.data(), ws);
+  const Status st = newton_schulz_inverse_root<T>(cw, av, 2, xv, rep.view(), o);
   ASSERT_TRUE(st.ok()) << st.to_string();
-  ASSERT_TRUE(synchronize(c).ok());
+  ASSERT_TRUE(synchronize(cw).ok());
   Report<T> r0(backend(), 2), r1(backend(), 3);
   const auto u0 = run_square<T>(Fn::root, a0, 2, o, &r0),
              u1 = run_square<T>(Fn::root, a1, 2, o, &r1);
