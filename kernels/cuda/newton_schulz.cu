@@ -74,6 +74,7 @@
 #include <type_traits>
 
 #include "checks.hpp"
+#include "blas_handle.cuh"
 #include "host_common.cuh"
 #include "newton_schulz_backends.hpp"
 
@@ -1369,57 +1370,6 @@ Status run_fused(const Call<T>& call, const Group<T>& g, const Plan& pl, void* w
 }
 
 // ---- host: cuBLAS -------------------------------------------------------------------------------
-
-constexpr int kMaxDevices = 64;
-
-struct BlasSlot {
-  std::mutex mutex;
-  cublasHandle_t handle = nullptr;
-};
-
-Status blas_error(const char* op, cublasStatus_t e) {
-  return Status::backend_error(
-      op, "cublas status " + std::to_string(int(e)) + " (" + cublasGetStatusName(e) + ")");
-}
-
-// One handle per device, created on first use and never destroyed (at exit the CUDA runtime may
-// already be gone); the device's mutex is held from the stream switch until the op's last call
-// is enqueued (cublasSetStream changes the handle for every host thread).  Host pointer mode,
-// default math mode: the compute type of each call decides TF32 / BF16.
-class Blas {
- public:
-  Status open(const char* op, cudaStream_t st) {
-    int dev = 0;
-    if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess)
-      return Status::backend_error(op, cudaGetErrorString(e));
-    if (dev < 0 || dev >= kMaxDevices)
-      return Status::not_supported(op, "device " + std::to_string(dev) +
-                                           " is beyond the cuda backend's cuBLAS handle table");
-    static BlasSlot slots[kMaxDevices];
-    BlasSlot& slot = slots[dev];
-    lock_ = std::unique_lock<std::mutex>(slot.mutex);
-    if (slot.handle == nullptr) {
-      cublasHandle_t h = nullptr;
-      cublasStatus_t e = cublasCreate(&h);
-      if (e == CUBLAS_STATUS_SUCCESS) e = cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST);
-      if (e == CUBLAS_STATUS_SUCCESS) e = cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
-      if (e != CUBLAS_STATUS_SUCCESS) {
-        if (h != nullptr) (void)cublasDestroy(h);
-        return blas_error(op, e);
-      }
-      slot.handle = h;
-    }
-    handle_ = slot.handle;
-    if (const cublasStatus_t e = cublasSetStream(handle_, st); e != CUBLAS_STATUS_SUCCESS)
-      return blas_error(op, e);
-    return Status::success();
-  }
-  cublasHandle_t handle() const { return handle_; }
-
- private:
-  std::unique_lock<std::mutex> lock_;
-  cublasHandle_t handle_ = nullptr;
-};
 
 // A batched row-major operand: matrix b at p + b * stride, row stride ld, `elems` per matrix.
 template <class T>
