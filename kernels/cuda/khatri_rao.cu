@@ -54,11 +54,11 @@
 #include "host_common.cuh"
 #include "khatri_rao_backends.hpp"
 #include "kron_backends.hpp"
+#include "warp_reduce.cuh"
 
 namespace curvkit::cuda {
 namespace {
 
-constexpr unsigned kFull = 0xffffffffu;
 constexpr index_t kMaxGrid = 0x7fffffff;  // gridDim.x limit: larger launches are split
 constexpr int kBK = 16;                   // k depth of one shared-memory stage
 constexpr int kMaxLayers = 16;            // layers per launch of a summing kernel
@@ -74,13 +74,6 @@ constexpr int kBiasThreads = 128;     // bias column of the direct path
 constexpr int kCoarseTile = 16;       // coarse Gram: 16 x 16 outputs per block
 
 // ---- device helpers -------------------------------------------------------------------------
-
-template <class T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
 
 // Sum of v over a team of NT consecutive threads (NT a power of two, or a multiple of 32):
 // every thread of the team gets the same bits (butterfly, then the warps in a fixed order).

@@ -60,15 +60,15 @@
 #include <mutex>
 #include <string>
 
-#include "checks.hpp"
 #include "blas_handle.cuh"
+#include "checks.hpp"
 #include "host_common.cuh"
 #include "kron_backends.hpp"
+#include "warp_reduce.cuh"
 
 namespace curvkit::cuda {
 namespace {
 
-constexpr unsigned kFull = 0xffffffffu;
 constexpr index_t kMaxGrid = 0x7fffffff;  // gridDim.x limit: larger launches are split
 constexpr int kBK = 16;                   // k depth of one shared-memory stage of the tile kernel
 constexpr double kBlasWork = 262144.0;    // m n k of one matrix from which cuBLAS takes a product
@@ -111,13 +111,6 @@ struct GemmJob {
   T alpha = T(1), beta = T(0);
   Tri tri = Tri::none;  // not none: m == n and b is a with the opposite transposition
 };
-
-template <class T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
 
 // Stages the BX x kBK block (x0.., k0..) of op(X) into sm[kk][x].  Element (x, kk) is stored at
 // kk * ld + x (kmajor) or x * ld + kk; consecutive threads take consecutive addresses either way.

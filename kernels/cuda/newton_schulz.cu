@@ -73,15 +73,15 @@
 #include <string>
 #include <type_traits>
 
-#include "checks.hpp"
 #include "blas_handle.cuh"
+#include "checks.hpp"
 #include "host_common.cuh"
 #include "newton_schulz_backends.hpp"
+#include "warp_reduce.cuh"
 
 namespace curvkit::cuda {
 namespace {
 
-constexpr unsigned kFull = 0xffffffffu;
 constexpr index_t kMaxGrid = 0x7fffffff;              // gridDim.x limit: larger launches are split
 constexpr index_t kStrideBlocks = 1 << 20;            // grid of the grid-stride elementwise kernels
 constexpr int kFusedMax = 128;                        // largest k of the fused path
@@ -154,12 +154,6 @@ inline int ld_for(int cols, Engine e) {
 
 // ---- block-level reductions ---------------------------------------------------------------------
 
-template <class T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
 template <class T>
 __device__ __forceinline__ T warp_max(T v) {
 #pragma unroll

@@ -46,14 +46,14 @@
 #include <utility>
 
 #include "checks.hpp"
-#include "host_common.cuh"
 #include "curvkit/device/quasi_newton.hpp"
+#include "host_common.cuh"
 #include "sherman_morrison_backends.hpp"
+#include "warp_reduce.cuh"
 
 namespace curvkit::cuda {
 namespace {
 
-constexpr unsigned kFull = 0xffffffffu;
 constexpr index_t kMaxGrid = 0x7fffffff;
 constexpr int kThreads = 256;        // one-block-per-matrix kernels
 constexpr int kStreamThreads = 512;  // stream_chain_kernel
@@ -73,14 +73,6 @@ __device__ __forceinline__ float mul_rn(float a, float b) {
 }
 __device__ __forceinline__ double mul_rn(double a, double b) {
   return __dmul_rn(a, b);
-}
-
-// Butterfly sum: every lane ends with the same bits (each level adds the same two terms).
-template <class T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(kFull, v, o);
-  return v;
 }
 
 // v[0..nv) summed over the block (red: 32 nv shared elements); all threads get the same bits.
@@ -858,7 +850,8 @@ __global__ void __launch_bounds__(kThreads) damping_kernel(const DampJob<T> job)
     bool fin = true;
     for (index_t c = tid; c < n; c += nt)
       fin = fin && device::is_finite(vs[c]) && device::is_finite(vy[c]);
-    const bool ok = __syncthreads_and(fin) && device::is_finite(theta1) && device::is_finite(theta2);
+    const bool ok =
+        __syncthreads_and(fin) && device::is_finite(theta1) && device::is_finite(theta2);
     int flag = 0;
     if (ok && job.skip_test) {  // Algorithm 5 on the damped pair, with the real H
       block_symv(rows, n, 1, vy, hy);
@@ -1435,4 +1428,5 @@ CURVKIT_INSTANTIATE_SM_BACKEND(cuda)
 template std::size_t curvkit::cuda::woodbury_solve_workspace_size<float>(
     const curvkit::Context&, curvkit::MatrixBatch<const float>, curvkit::MatrixBatch<const float>);
 template std::size_t curvkit::cuda::woodbury_solve_workspace_size<double>(
-    const curvkit::Context&, curvkit::MatrixBatch<const double>, curvkit::MatrixBatch<const double>);
+    const curvkit::Context&, curvkit::MatrixBatch<const double>,
+    curvkit::MatrixBatch<const double>);
