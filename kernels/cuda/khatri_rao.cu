@@ -587,6 +587,22 @@ Status check_view_memory(const char* op, const MatrixBatch<U>& v, const char* na
   return check_device_pointer(op, v.data, detail::view_name(name, grouped, g) + ".data");
 }
 
+// Every view of a J v / J^T u call must be device memory (u and v may be inputs or outputs).
+template <class T, class UV, class VV>
+Status check_jacobian_memory(const char* op, GroupedBatch<const T> a, GroupedBatch<const T> g,
+                             std::span<const MatrixBatch<VV>> v,
+                             std::span<const MatrixBatch<UV>> u) {
+  const bool grouped = a.size() != 1;
+  for (std::size_t l = 0; l < a.size(); ++l) {
+    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, a[l], "a", grouped, l));
+    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, g[l], "g", grouped, l));
+    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, v[l], "v", grouped, l));
+  }
+  for (std::size_t j = 0; j < u.size(); ++j)
+    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, u[j], "u", u.size() != 1, j));
+  return Status::success();
+}
+
 template <class Launch>
 cudaError_t launch_split(index_t blocks, Launch launch) {
   for (index_t first = 0; first < blocks; first += kMaxGrid) {
@@ -840,14 +856,8 @@ template <class T>
 Status khatri_rao_jv(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const T> g,
                      GroupedBatch<const T> v, GroupedBatch<T> u, const KhatriRaoOptions& o) {
   const char* op = "khatri_rao_jv";
-  const bool grouped = a.size() != 1, summed = u.size() == 1 && a.size() > 1;
-  for (std::size_t l = 0; l < a.size(); ++l) {
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, a[l], "a", grouped, l));
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, g[l], "g", grouped, l));
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, v[l], "v", grouped, l));
-  }
-  for (std::size_t j = 0; j < u.size(); ++j)
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, u[j], "u", u.size() != 1, j));
+  const bool summed = u.size() == 1 && a.size() > 1;
+  CURVKIT_RETURN_IF_ERROR(check_jacobian_memory(op, a, g, v, u));
   const cudaStream_t st = stream_of(ctx);
   for (std::size_t out = 0; out < u.size(); ++out) {
     const MatrixBatch<T>& uu = u[out];
@@ -897,14 +907,7 @@ template <class T>
 Status khatri_rao_jtu(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const T> g,
                       GroupedBatch<const T> u, GroupedBatch<T> v, const KhatriRaoOptions& o) {
   const char* op = "khatri_rao_jtu";
-  const bool grouped = a.size() != 1;
-  for (std::size_t l = 0; l < a.size(); ++l) {
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, a[l], "a", grouped, l));
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, g[l], "g", grouped, l));
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, v[l], "v", grouped, l));
-  }
-  for (std::size_t j = 0; j < u.size(); ++j)
-    CURVKIT_RETURN_IF_ERROR(check_view_memory(op, u[j], "u", u.size() != 1, j));
+  CURVKIT_RETURN_IF_ERROR(check_jacobian_memory(op, a, g, v, u));
   const cudaStream_t st = stream_of(ctx);
   for (std::size_t l = 0; l < v.size(); ++l) {
     const MatrixBatch<T>& vv = v[l];
