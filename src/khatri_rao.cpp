@@ -102,13 +102,6 @@ Status check_gram(const char* op, GroupedBatch<const T> a, GroupedBatch<const T>
   return Status::success();
 }
 
-// A batch x m x 1 vector batch named `name`.
-template <class U>
-Status check_vector(const char* op, const MatrixBatch<U>& u, const std::string& name, index_t batch,
-                    index_t m) {
-  return check_shape(op, u, name, batch, m, 1);
-}
-
 // Shared checks of jv and jtu: u per layer or one group, v one per layer and weight-shaped;
 // returns the output's name in `out_is_u` order.
 template <class T, class UV, class VV>
@@ -124,9 +117,8 @@ Status check_jacobian(const char* op, GroupedBatch<const T> a, GroupedBatch<cons
   for (std::size_t l = 0; l < a.size(); ++l) {
     const std::size_t ul = u.size() == 1 ? 0 : l;
     const std::string un = view_name("u", u.size() != 1, ul), vn = view_name("v", grouped, l);
-    if (auto e = check_view(u[ul], un); !e.empty()) return Status::invalid_argument(op, e);
-    const index_t batch = u[ul].batch, m = u[ul].rows;
-    CURVKIT_RETURN_IF_ERROR(check_vector(op, u[ul], un, batch, m));
+    const index_t batch = u[ul].batch, m = u[ul].rows;  // u sets the batch and m
+    CURVKIT_RETURN_IF_ERROR(check_shape(op, u[ul], un, batch, m, 1));
     CURVKIT_RETURN_IF_ERROR(check_layer(op, a[l], view_name("a", grouped, l), g[l],
                                         view_name("g", grouped, l), batch, m));
     CURVKIT_RETURN_IF_ERROR(

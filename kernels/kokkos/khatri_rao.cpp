@@ -443,9 +443,7 @@ struct JacobianTransposeVector {
           const T* gp = gt + p * kc_max;
           CURVKIT_SIMD_REDUCTION(part)
           for (index_t r = 0; r < kc; ++r) part += gp[r];
-          T& out = v(b, p0 + p, d_in);
-          out = r0 == 0 ? (beta == T(0) ? alpha * part : alpha * part + beta * out)
-                        : out + alpha * part;
+          store(v(b, p0 + p, d_in), alpha, part, r0 == 0 ? beta : T(1));
         }
     }
   }
