@@ -261,11 +261,10 @@ struct MirrorLower {
   }
 };
 
-// K <- alpha sum_l (layer l's Gram) + beta K for the layers `ls` (all into one K).
+// K <- alpha sum_l (layer l's Gram) + beta K over all the layers of a and g.
 template <class T>
 Status gram_into(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const T> g,
-                 const std::vector<std::size_t>& ls, const MatrixBatch<T>& k,
-                 const KhatriRaoOptions& o) {
+                 const MatrixBatch<T>& k, const KhatriRaoOptions& o) {
   const ExecSpace space = exec_space(ctx);
   const index_t m = k.rows;
   const T alpha = T(o.alpha), bias = o.bias ? T(1) : T(0);
@@ -275,7 +274,7 @@ Status gram_into(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const
   // kMaxFusedLayers allows), then each convolution on the fused path with few positions.
   // The rest one layer at a time.  The first contribution applies beta, later ones add.
   std::vector<std::size_t> tiled, other;
-  for (std::size_t l : ls) {
+  for (std::size_t l = 0; l < a.size(); ++l) {
     const index_t s = detail::positions(a[l].rows, m);
     if (s == 0) continue;  // no rows: contributes 0
     const bool fused =
@@ -515,13 +514,9 @@ struct CoarseGram {
 template <class T>
 Status khatri_rao_gram(const Context& ctx, GroupedBatch<const T> a, GroupedBatch<const T> g,
                        GroupedBatch<T> k, const KhatriRaoOptions& o) {
-  if (k.size() == 1) {
-    std::vector<std::size_t> all(a.size());
-    for (std::size_t l = 0; l < a.size(); ++l) all[l] = l;
-    return gram_into<T>(ctx, a, g, all, k[0], o);
-  }
+  if (k.size() == 1) return gram_into<T>(ctx, a, g, k[0], o);  // summed over the layers
   for (std::size_t l = 0; l < a.size(); ++l)
-    CURVKIT_RETURN_IF_ERROR(gram_into<T>(ctx, a, g, {l}, k[l], o));
+    CURVKIT_RETURN_IF_ERROR(gram_into<T>(ctx, a.subspan(l, 1), g.subspan(l, 1), k[l], o));
   return Status::success();
 }
 
