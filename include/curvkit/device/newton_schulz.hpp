@@ -3,6 +3,13 @@
 // and info codes: curvkit/newton_schulz.hpp).  Products go through gemm_small (n, k <= 32) or
 // gemm_block (curvkit/device/gemm.hpp): register-tiled on the host, plain loops on a GPU
 // thread.  Row-major matrices with leading dimensions; every scratch buffer is dense.
+//
+// Each iteration is written once (ns_detail::*_with) against an "engine", the ten whole-matrix
+// operations it is made of (screen, norms, load, transpose, identity, shift, product, residual,
+// store, fill_nan).  SerialEngine runs them as loops in the calling thread: the embedded
+// functions below.  The Kokkos backend's large-matrix path runs the same iterations with an
+// engine whose operations are kernels over all threads (kernels/kokkos/newton_schulz.cpp), so
+// both paths take the same steps in the same order.
 #pragma once
 
 #include <cmath>
@@ -15,48 +22,63 @@ namespace curvkit::device {
 
 namespace ns_detail {
 
+/// Dense n x n buffers of the square ops (inverse: 4, sqrt: 5, inverse root: 4).
+inline constexpr index_t kSquareBuffers = 5;
+
+/// Dense buffers of the polar factor of a rows x cols matrix: X and its successor, the Gram B
+/// and the polynomial in B, both k x k with k = min(rows, cols).
+CURVKIT_HD_INLINE index_t polar_buffer_elements(index_t rows, index_t cols) {
+  const index_t k = rows < cols ? rows : cols;
+  return 2 * rows * cols + 2 * k * k;
+}
+
 template <class T>
 CURVKIT_HD_INLINE index_t pack_elements(index_t n) {
   const index_t block = gemm_pack_elements<T>(n, n);
   return block > kGemmSmall * kGemmSmall ? block : kGemmSmall * kGemmSmall;
 }
 
-// C (m x n) = alpha A (m x k) B (k x n) + beta C, all dense with their own leading dimensions.
+// Row i's share of ||I - X||^2 for a dense n x n X: the off-diagonal part in T (two
+// contiguous, vectorised runs), the diagonal term (1 - x_ii)^2 in double.  (A full-row sum in
+// float minus the diagonal cancels down to a 3e-4 floor: the residual stop then never fires.)
 template <class T>
-CURVKIT_HD void product(index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
-                        const T* b, index_t ldb, T beta, T* c, index_t ldc, T* pack) {
-  const Strided<const T> as{a, lda, 1}, bs{b, ldb, 1};
-  const Strided<T> cs{c, ldc, 1};
-  if (n <= kGemmSmall && k <= kGemmSmall)
-    gemm_small(m, n, k, alpha, as, bs, beta, cs, pack);
-  else
-    gemm_block(m, n, k, alpha, as, bs, beta, cs, pack);
+CURVKIT_HD_INLINE double residual_row(index_t i, index_t n, const T* x) {
+  const T* xi = x + i * n;
+  T off = 0;
+  CURVKIT_SIMD_REDUCTION(off)
+  for (index_t j = 0; j < i; ++j) off += xi[j] * xi[j];
+  CURVKIT_SIMD_REDUCTION(off)
+  for (index_t j = i + 1; j < n; ++j) off += xi[j] * xi[j];
+  const double d = 1 - double(xi[i]);
+  return double(off) + d * d;
 }
 
-// ||I - X||_F / sqrt(n) of a dense n x n X: the off-diagonal part of each row in T (two
-// contiguous, vectorised runs), the diagonal term (1 - x_ii)^2 and the row sums in double.
+// Row i's share of ||A + eps I||_F^2 (A rows x cols, row pointer ai); NaN/Inf in the row makes
+// it non-finite.
 template <class T>
-CURVKIT_HD double residual(index_t n, const T* x) {
-  double s = 0;
-  for (index_t i = 0; i < n; ++i) {
-    const T* xi = x + i * n;
-    T off = 0;
-    CURVKIT_SIMD_REDUCTION(off)
-    for (index_t j = 0; j < i; ++j) off += xi[j] * xi[j];
-    CURVKIT_SIMD_REDUCTION(off)
-    for (index_t j = i + 1; j < n; ++j) off += xi[j] * xi[j];
-    const double d = 1 - double(xi[i]);
-    s += double(off) + d * d;
+CURVKIT_HD_INLINE double screen_row(index_t i, index_t cols, const T* ai, double eps) {
+  double row = 0;
+  CURVKIT_SIMD_REDUCTION(row)
+  for (index_t j = 0; j < cols; ++j) row += double(ai[j]) * double(ai[j]);
+  if (i < cols) {  // the diagonal with eps added
+    const double d = double(ai[i]);
+    row += (d + eps) * (d + eps) - d * d;
   }
-  return n > 0 ? std::sqrt(s / double(n)) : 0.0;
+  return row;
 }
 
-// Y = alpha I + beta X (dense n x n).
+// The screening verdict from the sum of squares of A + eps I and the count of diagonal entries
+// with a_ii + eps <= 0 (or NaN): 0 to go on, else the info code (newton_schulz.hpp).
+CURVKIT_HD_INLINE int screen_verdict(double sum_squares, index_t bad_diagonal, bool needs_spd) {
+  if (!std::isfinite(sum_squares)) return -1;  // NaN/Inf, or squares that overflow double
+  if (sum_squares == 0) return 2;
+  if (needs_spd && bad_diagonal > 0) return 3;
+  return 0;
+}
+
 template <class T>
-CURVKIT_HD void shift(index_t n, T alpha, T beta, const T* x, T* y) {
-  CURVKIT_SIMD
-  for (index_t e = 0; e < n * n; ++e) y[e] = beta * x[e];
-  for (index_t i = 0; i < n; ++i) y[i * n + i] += alpha;
+CURVKIT_HD_INLINE bool bad_diagonal(T aii, double eps) {
+  return !(double(aii) + eps > 0);
 }
 
 template <class T>
@@ -64,54 +86,6 @@ CURVKIT_HD_INLINE void swap(T*& x, T*& y) {
   T* t = x;
   x = y;
   y = t;
-}
-
-template <class T>
-CURVKIT_HD void fill_nan(index_t rows, index_t cols, T* x, index_t ld) {
-  if (x == nullptr) return;
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) x[i * ld + j] = T(NAN);
-}
-
-template <class T>
-CURVKIT_HD void copy_scaled(index_t rows, index_t cols, T scale, const T* x, index_t ldx, T* y,
-                            index_t ldy) {
-  if (y == nullptr) return;
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) y[i * ldy + j] = scale * x[i * ldx + j];
-}
-
-// The screening every op starts with: 0 to go on, else the info code (newton_schulz.hpp).
-// `eps` is added to the diagonal; *fro receives ||A + eps I||_F.
-template <class T>
-CURVKIT_HD int screen(index_t rows, index_t cols, const T* a, index_t lda, double eps,
-                      bool needs_spd, double* fro) {
-  // Sum of squares by rows (vectorised); NaN/Inf in A makes it non-finite.  Only then (or if
-  // it overflowed) is each element looked at.
-  double s = 0;
-  for (index_t i = 0; i < rows; ++i) {
-    const T* ai = a + i * lda;
-    double row = 0;
-    CURVKIT_SIMD_REDUCTION(row)
-    for (index_t j = 0; j < cols; ++j) row += double(ai[j]) * double(ai[j]);
-    if (i < cols) {  // the diagonal with eps added
-      const double d = double(ai[i]);
-      row += (d + eps) * (d + eps) - d * d;
-    }
-    s += row;
-  }
-  if (!std::isfinite(s)) {
-    for (index_t i = 0; i < rows; ++i)
-      for (index_t j = 0; j < cols; ++j)
-        if (!std::isfinite(double(a[i * lda + j]))) return -1;
-    return -1;  // finite entries whose squares overflow double: beyond the iterations' range
-  }
-  if (s == 0) return 2;
-  if (needs_spd)
-    for (index_t i = 0; i < rows; ++i)
-      if (!(double(a[i * lda + i]) + eps > 0)) return 3;
-  *fro = std::sqrt(s);
-  return 0;
 }
 
 // The stopping and divergence rules of the contract around `step` (which advances the iterate
@@ -149,210 +123,257 @@ CURVKIT_HD int iterate(int max_steps, bool residual_stop, double tolerance, doub
   return code;
 }
 
-}  // namespace ns_detail
+/// The whole-matrix operations, as loops in the calling thread.  Buffers are dense (leading
+/// dimension = columns) except the input a (lda) and the outputs (their own ld).
+template <class T>
+struct SerialEngine {
+  T* pack;  // gemm packing scratch, pack_elements<T>(largest order)
 
-/// Scratch elements for one matrix: inverse, sqrt and inverse root of order n (polar: rows x
-/// cols).
-template <class T>
-CURVKIT_HD_INLINE index_t ns_square_scratch(index_t n) {
-  return 5 * n * n + ns_detail::pack_elements<T>(n);
-}
-template <class T>
-CURVKIT_HD_INLINE index_t ns_polar_scratch(index_t rows, index_t cols) {
-  const index_t k = rows < cols ? rows : cols, big = rows > cols ? rows : cols;
-  return 2 * rows * cols + 3 * k * k + ns_detail::pack_elements<T>(big);
-}
+  /// 0 to go on, else the info code; *fro = ||A + eps I||_F.
+  CURVKIT_HD int screen(index_t rows, index_t cols, const T* a, index_t lda, double eps,
+                        bool needs_spd, double* fro) const {
+    double s = 0;
+    for (index_t i = 0; i < rows; ++i) s += screen_row(i, cols, a + i * lda, eps);
+    index_t bad = 0;
+    if (needs_spd && std::isfinite(s))
+      for (index_t i = 0; i < rows && bad == 0; ++i) bad += bad_diagonal(a[i * lda + i], eps);
+    *fro = std::sqrt(s);
+    return screen_verdict(s, bad, needs_spd);
+  }
+  /// ||A + eps I||_1 and ||A + eps I||_inf.
+  CURVKIT_HD void norms(index_t n, const T* a, index_t lda, double eps, double* norm1,
+                        double* norminf) const {
+    *norm1 = *norminf = 0;
+    for (index_t i = 0; i < n; ++i) {
+      double row = 0, col = 0;
+      for (index_t j = 0; j < n; ++j) {
+        row += std::fabs(double(a[i * lda + j]) + (i == j ? eps : 0.0));
+        col += std::fabs(double(a[j * lda + i]) + (i == j ? eps : 0.0));
+      }
+      *norm1 = col > *norm1 ? col : *norm1;
+      *norminf = row > *norminf ? row : *norminf;
+    }
+  }
+  /// dst = scale (A + eps I), rounded once from double.
+  CURVKIT_HD void load(index_t rows, index_t cols, const T* a, index_t lda, double scale,
+                       double eps, T* dst) const {
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t j = 0; j < cols; ++j)
+        dst[i * cols + j] = T(scale * (double(a[i * lda + j]) + (i == j ? eps : 0.0)));
+  }
+  /// y = scale x^T (n x n).
+  CURVKIT_HD void transpose(index_t n, T scale, const T* x, T* y) const {
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j < n; ++j) y[i * n + j] = scale * x[j * n + i];
+  }
+  /// y = alpha I (n x n).
+  CURVKIT_HD void identity(index_t n, T alpha, T* y) const {
+    for (index_t e = 0; e < n * n; ++e) y[e] = T(0);
+    for (index_t i = 0; i < n; ++i) y[i * n + i] = alpha;
+  }
+  /// y = alpha I + beta x (n x n).
+  CURVKIT_HD void shift(index_t n, T alpha, T beta, const T* x, T* y) const {
+    CURVKIT_SIMD
+    for (index_t e = 0; e < n * n; ++e) y[e] = beta * x[e];
+    for (index_t i = 0; i < n; ++i) y[i * n + i] += alpha;
+  }
+  /// C (m x n) = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n; C overlaps neither.
+  CURVKIT_HD void product(index_t m, index_t n, index_t k, T alpha, const T* a, bool ta, const T* b,
+                          bool tb, T beta, T* c) const {
+    const Strided<const T> as = ta ? Strided<const T>{a, 1, m} : Strided<const T>{a, k, 1};
+    const Strided<const T> bs = tb ? Strided<const T>{b, 1, k} : Strided<const T>{b, n, 1};
+    const Strided<T> cs{c, n, 1};
+    if (n <= kGemmSmall && k <= kGemmSmall)
+      gemm_small(m, n, k, alpha, as, bs, beta, cs, pack);
+    else
+      gemm_block(m, n, k, alpha, as, bs, beta, cs, pack);
+  }
+  /// ||I - X||_F / sqrt(n).
+  CURVKIT_HD double residual(index_t n, const T* x) const {
+    double s = 0;
+    for (index_t i = 0; i < n; ++i) s += residual_row(i, n, x);
+    return n > 0 ? std::sqrt(s / double(n)) : 0.0;
+  }
+  /// y = scale x (rows x cols); nothing when y is null (an output not asked for).
+  CURVKIT_HD void store(index_t rows, index_t cols, T scale, const T* x, T* y, index_t ldy) const {
+    if (y == nullptr) return;
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t j = 0; j < cols; ++j) y[i * ldy + j] = scale * x[i * cols + j];
+  }
+  CURVKIT_HD void fill_nan(index_t rows, index_t cols, T* y, index_t ldy) const {
+    if (y == nullptr) return;
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t j = 0; j < cols; ++j) y[i * ldy + j] = T(NAN);
+  }
+};
 
-/// X = (A + eps I)^{-1} (Hotelling).  Returns info; *steps, *r: steps taken, final residual.
-template <class T>
-CURVKIT_HD int ns_inverse(index_t n, const T* a, index_t lda, T* x, index_t ldx,
-                          const NewtonSchulzOptions& o, T* scratch, int* steps, double* r) {
-  using namespace ns_detail;
+/// X = (A + eps I)^{-1} (Hotelling) on engine e; buf: kSquareBuffers n x n buffers.
+template <class T, class Engine>
+CURVKIT_HD int inverse_with(const Engine& e, index_t n, const T* a, index_t lda, T* x, index_t ldx,
+                            const NewtonSchulzOptions& o, T* buf, int* steps, double* r) {
   double fro = 0;
   *steps = 0;
   *r = NAN;
-  if (const int code = screen(n, n, a, lda, o.epsilon, false, &fro); code != 0) {
-    fill_nan(n, n, x, ldx);
+  if (const int code = e.screen(n, n, a, lda, o.epsilon, false, &fro); code != 0) {
+    e.fill_nan(n, n, x, ldx);
     return code;
   }
   const index_t nn = n * n;
-  T *ad = scratch, *xk = ad + nn, *res = xk + nn, *tmp = res + nn, *pack = tmp + 2 * nn;
+  T *ad = buf, *xk = ad + nn, *res = xk + nn, *tmp = res + nn;
   double norm1 = 0, norminf = 0;
-  for (index_t i = 0; i < n; ++i) {
-    double row = 0, col = 0;
-    for (index_t j = 0; j < n; ++j) {
-      ad[i * n + j] = a[i * lda + j] + (i == j ? T(o.epsilon) : T(0));
-      row += std::fabs(double(a[i * lda + j]) + (i == j ? o.epsilon : 0.0));
-      col += std::fabs(double(a[j * lda + i]) + (i == j ? o.epsilon : 0.0));
-    }
-    norm1 = col > norm1 ? col : norm1;
-    norminf = row > norminf ? row : norminf;
-  }
-  const T scale = T(1.0 / (norm1 * norminf));
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) xk[i * n + j] = scale * ad[j * n + i];
-  product(n, n, n, T(1), ad, n, xk, n, T(0), res, n, pack);
+  e.norms(n, a, lda, o.epsilon, &norm1, &norminf);
+  e.load(n, n, a, lda, 1.0, o.epsilon, ad);
+  e.transpose(n, T(1.0 / (norm1 * norminf)), ad, xk);  // X_0 = A^T / (||A||_1 ||A||_inf)
+  e.product(n, n, n, T(1), ad, false, xk, false, T(0), res);
   auto step = [&]() {
-    // X <- 2X - X (A X); then A X for the residual and the next step.
-    for (index_t e = 0; e < nn; ++e) tmp[e] = xk[e];
-    product(n, n, n, T(-1), tmp, n, res, n, T(2), xk, n, pack);
-    product(n, n, n, T(1), ad, n, xk, n, T(0), res, n, pack);
-    return residual(n, res);
+    // X <- 2X - X (A X) into the spare buffer, which then swaps roles with X; then A X for the
+    // residual and the next step.
+    e.shift(n, T(0), T(2), xk, tmp);
+    e.product(n, n, n, T(-1), xk, false, res, false, T(1), tmp);
+    swap(xk, tmp);
+    e.product(n, n, n, T(1), ad, false, xk, false, T(0), res);
+    return e.residual(n, res);
   };
-  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, residual(n, res),
-                           step, steps, r);
+  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance,
+                           e.residual(n, res), step, steps, r);
   if (code < 0)
-    fill_nan(n, n, x, ldx);
+    e.fill_nan(n, n, x, ldx);
   else
-    copy_scaled(n, n, T(1), xk, n, x, ldx);
+    e.store(n, n, T(1), xk, x, ldx);
   return code;
 }
 
-/// sqrt = (A + eps I)^{1/2}, inv_sqrt = (A + eps I)^{-1/2} (either may be null), coupled.
-template <class T>
-CURVKIT_HD int ns_sqrt(index_t n, const T* a, index_t lda, T* sq, index_t ldsq, T* inv,
-                       index_t ldinv, const NewtonSchulzOptions& o, T* scratch, int* steps,
-                       double* r) {
-  using namespace ns_detail;
+/// sqrt = (A + eps I)^{1/2}, inv = (A + eps I)^{-1/2} (either may be null), coupled, on e.
+template <class T, class Engine>
+CURVKIT_HD int sqrt_with(const Engine& e, index_t n, const T* a, index_t lda, T* sq, index_t ldsq,
+                         T* inv, index_t ldinv, const NewtonSchulzOptions& o, T* buf, int* steps,
+                         double* r) {
   double fro = 0;
   *steps = 0;
   *r = NAN;
-  if (const int code = screen(n, n, a, lda, o.epsilon, true, &fro); code != 0) {
-    fill_nan(n, n, sq, ldsq);
-    fill_nan(n, n, inv, ldinv);
+  if (const int code = e.screen(n, n, a, lda, o.epsilon, true, &fro); code != 0) {
+    e.fill_nan(n, n, sq, ldsq);
+    e.fill_nan(n, n, inv, ldinv);
     return code;
   }
   const index_t nn = n * n;
-  T *y = scratch, *z = y + nn, *w = z + nn, *t = w + nn, *tmp = t + nn, *pack = tmp + nn;
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) {
-      y[i * n + j] = T((double(a[i * lda + j]) + (i == j ? o.epsilon : 0.0)) / fro);
-      z[i * n + j] = i == j ? T(1) : T(0);
-      w[i * n + j] = y[i * n + j];  // Z Y with Z = I
-    }
+  T *y = buf, *z = y + nn, *w = z + nn, *t = w + nn, *tmp = t + nn;
+  e.load(n, n, a, lda, 1.0 / fro, o.epsilon, y);  // Y_0 = A / ||A||_F
+  e.identity(n, T(1), z);                         // Z_0 = I
+  e.shift(n, T(0), T(1), y, w);                   // Z Y = Y
   auto step = [&]() {
     // Products land in the spare buffer, which then swaps roles with the operand it replaces.
-    shift(n, T(1.5), T(-0.5), w, t);                         // T = (3I - Z Y) / 2
-    product(n, n, n, T(1), y, n, t, n, T(0), tmp, n, pack);  // Y <- Y T
+    e.shift(n, T(1.5), T(-0.5), w, t);                        // T = (3I - Z Y) / 2
+    e.product(n, n, n, T(1), y, false, t, false, T(0), tmp);  // Y <- Y T
     swap(y, tmp);
-    product(n, n, n, T(1), t, n, z, n, T(0), tmp, n, pack);  // Z <- T Z
+    e.product(n, n, n, T(1), t, false, z, false, T(0), tmp);  // Z <- T Z
     swap(z, tmp);
-    product(n, n, n, T(1), z, n, y, n, T(0), w, n, pack);
-    return residual(n, w);
+    e.product(n, n, n, T(1), z, false, y, false, T(0), w);
+    return e.residual(n, w);
   };
-  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, residual(n, w),
+  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, e.residual(n, w),
                            step, steps, r);
   if (code < 0) {
-    fill_nan(n, n, sq, ldsq);
-    fill_nan(n, n, inv, ldinv);
+    e.fill_nan(n, n, sq, ldsq);
+    e.fill_nan(n, n, inv, ldinv);
   } else {
-    copy_scaled(n, n, T(std::sqrt(fro)), y, n, sq, ldsq);
-    copy_scaled(n, n, T(1.0 / std::sqrt(fro)), z, n, inv, ldinv);
+    e.store(n, n, T(std::sqrt(fro)), y, sq, ldsq);
+    e.store(n, n, T(1.0 / std::sqrt(fro)), z, inv, ldinv);
   }
   return code;
 }
 
-/// X = (A + eps I)^{-1/p}, p >= 1, coupled Newton (T^p by repeated squaring).
-template <class T>
-CURVKIT_HD int ns_inverse_root(index_t n, const T* a, index_t lda, int p, T* x, index_t ldx,
-                               const NewtonSchulzOptions& o, T* scratch, int* steps, double* r) {
-  using namespace ns_detail;
+/// X = (A + eps I)^{-1/p}, p >= 1, coupled Newton (T^p by repeated squaring), on e.
+template <class T, class Engine>
+CURVKIT_HD int inverse_root_with(const Engine& e, index_t n, const T* a, index_t lda, int p, T* x,
+                                 index_t ldx, const NewtonSchulzOptions& o, T* buf, int* steps,
+                                 double* r) {
   double fro = 0;
   *steps = 0;
   *r = NAN;
-  if (const int code = screen(n, n, a, lda, o.epsilon, true, &fro); code != 0) {
-    fill_nan(n, n, x, ldx);
+  if (const int code = e.screen(n, n, a, lda, o.epsilon, true, &fro); code != 0) {
+    e.fill_nan(n, n, x, ldx);
     return code;
   }
   const index_t nn = n * n;
-  T *m = scratch, *xk = m + nn, *t = xk + nn, *tmp = t + nn, *pack = tmp + 2 * nn;
+  T *m = buf, *xk = m + nn, *t = xk + nn, *tmp = t + nn;
   const double z = double(1 + p) / (2 * fro);
-  const T x0 = T(std::pow(z, 1.0 / double(p)));
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) {
-      m[i * n + j] = T(z * (double(a[i * lda + j]) + (i == j ? o.epsilon : 0.0)));
-      xk[i * n + j] = i == j ? x0 : T(0);
-    }
+  e.load(n, n, a, lda, z, o.epsilon, m);               // M_0 = z A
+  e.identity(n, T(std::pow(z, 1.0 / double(p))), xk);  // X_0 = z^{1/p} I
   const T inv_p = T(1.0 / double(p));
   auto step = [&]() {
     // Four buffers (M, X and two free ones, t and tmp); products land in a free one, which
     // then swaps roles with the operand it replaces.
-    shift(n, T(1) + inv_p, -inv_p, m, t);                     // T = I + (I - M) / p
-    product(n, n, n, T(1), xk, n, t, n, T(0), tmp, n, pack);  // X <- X T
+    e.shift(n, T(1) + inv_p, -inv_p, m, t);                    // T = I + (I - M) / p
+    e.product(n, n, n, T(1), xk, false, t, false, T(0), tmp);  // X <- X T
     swap(xk, tmp);
     // M <- T^p M: for each bit of p from the lowest, M <- T^(2^i) M when set (pw = T^(2^i)).
     T* pw = t;
     for (int q = p;;) {
       if (q & 1) {
-        product(n, n, n, T(1), pw, n, m, n, T(0), tmp, n, pack);
+        e.product(n, n, n, T(1), pw, false, m, false, T(0), tmp);
         swap(m, tmp);
       }
       q >>= 1;
       if (q == 0) break;
-      product(n, n, n, T(1), pw, n, pw, n, T(0), tmp, n, pack);
+      e.product(n, n, n, T(1), pw, false, pw, false, T(0), tmp);
       swap(pw, tmp);
     }
     t = pw;  // both t and tmp are free again
-    return residual(n, m);
+    return e.residual(n, m);
   };
-  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, residual(n, m),
+  const int code = iterate(o.iterations, o.stop == NsStop::residual, o.tolerance, e.residual(n, m),
                            step, steps, r);
   if (code < 0)
-    fill_nan(n, n, x, ldx);
+    e.fill_nan(n, n, x, ldx);
   else
-    copy_scaled(n, n, T(1), xk, n, x, ldx);
+    e.store(n, n, T(1), xk, x, ldx);
   return code;
 }
 
-/// U = the polar factor of the rows x cols A (newton_schulz.hpp's schedules).
-template <class T>
-CURVKIT_HD int ns_polar(index_t rows, index_t cols, const T* a, index_t lda, T* u, index_t ldu,
-                        const NewtonSchulzOptions& o, const PolarOptions& po, T* scratch,
-                        int* steps, double* r) {
-  using namespace ns_detail;
+/// U = the polar factor of the rows x cols A (newton_schulz.hpp's schedules), on e; buf:
+/// polar_buffer_elements(rows, cols).
+template <class T, class Engine>
+CURVKIT_HD int polar_with(const Engine& e, index_t rows, index_t cols, const T* a, index_t lda,
+                          T* u, index_t ldu, const NewtonSchulzOptions& o, const PolarOptions& po,
+                          T* buf, int* steps, double* r) {
   double fro = 0;
   *steps = 0;
   *r = NAN;
-  if (const int code = screen(rows, cols, a, lda, 0.0, false, &fro); code != 0) {
-    fill_nan(rows, cols, u, ldu);
+  if (const int code = e.screen(rows, cols, a, lda, 0.0, false, &fro); code != 0) {
+    e.fill_nan(rows, cols, u, ldu);
     return code;
   }
   const bool tall = rows >= cols;
   const index_t k = tall ? cols : rows, rc = rows * cols;
-  T *x = scratch, *xn = x + rc, *bm = xn + rc, *b2 = bm + k * k, *poly = b2 + k * k,
-    *pack = poly + k * k;
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) x[i * cols + j] = T(double(a[i * lda + j]) / fro);
-  // B = X^T X (tall) or X X^T (wide), from the transposed view of X.
+  T *x = buf, *xn = x + rc, *bm = xn + rc, *poly = bm + k * k;
+  e.load(rows, cols, a, lda, 1.0 / fro, 0.0, x);  // X_0 = A / ||A||_F
+  // B = X^T X (tall) or X X^T (wide).
   auto gram = [&]() {
-    const Strided<const T> xs{x, cols, 1}, xt{x, 1, cols};
-    const Strided<T> bs{bm, k, 1};
     if (tall)
-      gemm_block(k, k, rows, T(1), xt, xs, T(0), bs, pack);
+      e.product(k, k, rows, T(1), x, true, x, false, T(0), bm);
     else
-      gemm_block(k, k, cols, T(1), xs, xt, T(0), bs, pack);
+      e.product(k, k, cols, T(1), x, false, x, true, T(0), bm);
   };
   gram();
   bool cubic = po.schedule == PolarSchedule::cubic;
   auto step = [&]() {
     if (cubic) {
-      shift(k, T(1.5), T(-0.5), bm, poly);
-    } else {  // a I + b B + c B^2
-      product(k, k, k, T(po.c), bm, k, bm, k, T(0), b2, k, pack);
-      for (index_t i = 0; i < k; ++i)
-        for (index_t j = 0; j < k; ++j)
-          poly[i * k + j] = b2[i * k + j] + T(po.b) * bm[i * k + j] + (i == j ? T(po.a) : T(0));
+      e.shift(k, T(1.5), T(-0.5), bm, poly);  // (3I - B) / 2
+    } else {                                  // a I + b B + c B^2
+      e.shift(k, T(po.a), T(po.b), bm, poly);
+      e.product(k, k, k, T(po.c), bm, false, bm, false, T(1), poly);
     }
     if (tall)
-      product(rows, cols, cols, T(1), x, cols, poly, k, T(0), xn, cols, pack);
+      e.product(rows, cols, cols, T(1), x, false, poly, false, T(0), xn);
     else
-      product(rows, cols, rows, T(1), poly, k, x, cols, T(0), xn, cols, pack);
-    for (index_t e = 0; e < rc; ++e) x[e] = xn[e];
+      e.product(rows, cols, rows, T(1), poly, false, x, false, T(0), xn);
+    swap(x, xn);
     gram();
-    return residual(k, bm);
+    return e.residual(k, bm);
   };
   const bool convergent = po.schedule == PolarSchedule::convergent;
-  const double r0 = residual(k, bm);
+  const double r0 = e.residual(k, bm);
   int code = iterate(o.iterations, o.stop == NsStop::residual && !convergent, o.tolerance, r0, step,
                      steps, r);
   if (code == 0 && convergent) {
@@ -362,10 +383,58 @@ CURVKIT_HD int ns_polar(index_t rows, index_t cols, const T* a, index_t lda, T* 
     *steps += more;
   }
   if (code < 0)
-    fill_nan(rows, cols, u, ldu);
+    e.fill_nan(rows, cols, u, ldu);
   else
-    copy_scaled(rows, cols, T(1), x, cols, u, ldu);
+    e.store(rows, cols, T(1), x, u, ldu);
   return code;
+}
+
+}  // namespace ns_detail
+
+/// Scratch elements for one matrix: inverse, sqrt and inverse root of order n (polar: rows x
+/// cols).
+template <class T>
+CURVKIT_HD_INLINE index_t ns_square_scratch(index_t n) {
+  return ns_detail::kSquareBuffers * n * n + ns_detail::pack_elements<T>(n);
+}
+template <class T>
+CURVKIT_HD_INLINE index_t ns_polar_scratch(index_t rows, index_t cols) {
+  const index_t big = rows > cols ? rows : cols;
+  return ns_detail::polar_buffer_elements(rows, cols) + ns_detail::pack_elements<T>(big);
+}
+
+/// X = (A + eps I)^{-1} (Hotelling).  Returns info; *steps, *r: steps taken, final residual.
+template <class T>
+CURVKIT_HD int ns_inverse(index_t n, const T* a, index_t lda, T* x, index_t ldx,
+                          const NewtonSchulzOptions& o, T* scratch, int* steps, double* r) {
+  const ns_detail::SerialEngine<T> e{scratch + ns_detail::kSquareBuffers * n * n};
+  return ns_detail::inverse_with(e, n, a, lda, x, ldx, o, scratch, steps, r);
+}
+
+/// sqrt = (A + eps I)^{1/2}, inv_sqrt = (A + eps I)^{-1/2} (either may be null), coupled.
+template <class T>
+CURVKIT_HD int ns_sqrt(index_t n, const T* a, index_t lda, T* sq, index_t ldsq, T* inv,
+                       index_t ldinv, const NewtonSchulzOptions& o, T* scratch, int* steps,
+                       double* r) {
+  const ns_detail::SerialEngine<T> e{scratch + ns_detail::kSquareBuffers * n * n};
+  return ns_detail::sqrt_with(e, n, a, lda, sq, ldsq, inv, ldinv, o, scratch, steps, r);
+}
+
+/// X = (A + eps I)^{-1/p}, p >= 1, coupled Newton (T^p by repeated squaring).
+template <class T>
+CURVKIT_HD int ns_inverse_root(index_t n, const T* a, index_t lda, int p, T* x, index_t ldx,
+                               const NewtonSchulzOptions& o, T* scratch, int* steps, double* r) {
+  const ns_detail::SerialEngine<T> e{scratch + ns_detail::kSquareBuffers * n * n};
+  return ns_detail::inverse_root_with(e, n, a, lda, p, x, ldx, o, scratch, steps, r);
+}
+
+/// U = the polar factor of the rows x cols A (newton_schulz.hpp's schedules).
+template <class T>
+CURVKIT_HD int ns_polar(index_t rows, index_t cols, const T* a, index_t lda, T* u, index_t ldu,
+                        const NewtonSchulzOptions& o, const PolarOptions& po, T* scratch,
+                        int* steps, double* r) {
+  const ns_detail::SerialEngine<T> e{scratch + ns_detail::polar_buffer_elements(rows, cols)};
+  return ns_detail::polar_with(e, rows, cols, a, lda, u, ldu, o, po, scratch, steps, r);
 }
 
 }  // namespace curvkit::device
