@@ -410,6 +410,183 @@ TEST_P(NewtonSchulzTest, GroupedEqualsUniform) {
   EXPECT_EQ(std::vector<int>(its.begin() + 2, its.end()), i1);
 }
 
+// Large matrices (order >= 512) take the Kokkos backend's gemm loop (products as GEMMs over
+// all threads, the CUDA backend's cuBLAS path): against closed forms on A = Q^T diag(l) Q with a
+// random orthogonal Q (no eigensolver at this size), in one grouped call whose first group is
+// small (per-matrix path) so the report offsets across paths are checked too; the polar factor
+// of tall and wide matrices; the screening's reductions on bad input.  The reference backend
+// takes the same steps at every size (long double at n = 512 would cost seconds), so it skips.
+TEST_P(NewtonSchulzTest, LargeMatricesAgainstClosedForms) {
+  if (backend() == Backend::reference) GTEST_SKIP() << "the reference is checked at small n";
+  const index_t n = 512;
+  // Eigenvalues geometric over [2/kappa, 2]; f(A) = Q^T f(l) Q.
+  const double kappa = 20;
+  std::vector<double> lam(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i) lam[i] = 2 * std::pow(kappa, -double(i) / double(n - 1));
+  const auto q = random_orthogonal(n, rng_);
+  auto function_of = [&](auto f) {
+    Dense out(std::size_t(n * n), 0.0);
+    for (index_t k = 0; k < n; ++k) {
+      const double fk = f(lam[k]);
+      for (index_t i = 0; i < n; ++i)
+        for (index_t j = 0; j < n; ++j) out[i * n + j] += q[k * n + i] * fk * q[k * n + j];
+    }
+    return out;
+  };
+  const Dense dense_a = function_of([](double v) { return v; });
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    SCOPED_TRACE(trace() + (sizeof(T) == 4 ? ", float" : ", double"));
+    const double tol = 20 * kappa * double(n) * eps<T>();
+    Operand<T> small = spd_spectrum<T>(3, 8, 10, 1.0, rng_), big(2, n, n, 1, 1);
+    for (index_t b = 0; b < 2; ++b)
+      for (index_t i = 0; i < n; ++i)
+        for (index_t j = 0; j < n; ++j) big(b, i, j) = T(dense_a[i * n + j] * (b + 1));
+    NewtonSchulzOptions o;
+    o.stop = NsStop::residual;
+    o.iterations = 40;
+    o.tolerance = 10 * std::sqrt(double(n)) * eps<T>();
+    const Context c = ctx();
+    OnBackend<T> sb(backend(), small), bb(backend(), big), xs(backend(), Operand<T>(3, 8, 8)),
+        xb(backend(), Operand<T>(2, n, n, 2, 1));
+    std::vector<MatrixBatch<const T>> av = {sb.cview(), bb.cview()};
+    std::vector<MatrixBatch<T>> xv = {xs.view(), xb.view()};
+    Report<T> rep(backend(), 5);
+    Context cw = c;
+    const std::size_t ws = newton_schulz_workspace_size<T>(cw, av);
+    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
+    cw.set_workspace(wbuf.data(), ws);
+    ASSERT_TRUE(newton_schulz_sqrt<T>(cw, av, {}, xv, rep.view(), o).ok());
+    ASSERT_TRUE(synchronize(cw).ok());
+    const auto info = rep.info.get(), its = rep.iters.get();
+    const auto inv_small = xs.get(), inv_big = xb.get();
+    for (index_t b = 0; b < 3; ++b) {
+      EXPECT_TRUE(info[b] == 0 || info[b] == 1) << info[b];
+      EXPECT_LE(
+          rel_err(inv_small, b,
+                  matrix_function(as_real(small, b), 8, [](real v) { return 1 / std::sqrt(v); })),
+          20 * 10 * 10 * eps<T>());
+    }
+    for (index_t b = 0; b < 2; ++b) {
+      EXPECT_TRUE(info[3 + b] == 0 || info[3 + b] == 1) << info[3 + b];
+      EXPECT_GT(its[3 + b], 5);
+      const double s = double(b + 1);
+      EXPECT_LE(rel_err(inv_big, b, function_of([s](double v) { return 1 / std::sqrt(s * v); })),
+                tol);
+    }
+    // Five fixed steps: the scalar recurrence on every eigenvalue (MBAG's caveat included).
+    o.stop = NsStop::fixed;
+    o.iterations = 5;
+    Report<T> r5(backend(), 1);
+    Operand<T> one(1, n, n), inv5;
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j < n; ++j) one(0, i, j) = big(0, i, j);
+    double fro = 0;
+    for (double v : lam) fro += v * v;
+    fro = std::sqrt(fro);
+    const auto sq5 = run_square<T>(Fn::sqrt, one, 1, o, &r5, &inv5);
+    auto recurrence = [fro](double v, bool want_sqrt) {
+      double y = v / fro, z = 1;
+      for (int k = 0; k < 5; ++k) {
+        const double t = (3 - z * y) / 2;
+        y *= t;
+        z *= t;
+      }
+      return want_sqrt ? y * std::sqrt(fro) : z / std::sqrt(fro);
+    };
+    EXPECT_LE(rel_err(sq5, 0, function_of([&](double v) { return recurrence(v, true); })),
+              100 * double(n) * eps<T>());
+    EXPECT_LE(rel_err(inv5, 0, function_of([&](double v) { return recurrence(v, false); })),
+              100 * double(n) * eps<T>());
+    // Inverse, and the inverse 4th root with damping.
+    o.stop = NsStop::residual;
+    o.iterations = 60;
+    Report<T> ri(backend(), 1), rr(backend(), 1);
+    EXPECT_LE(rel_err(run_square<T>(Fn::inverse, one, 1, o, &ri), 0,
+                      function_of([](double v) { return 1 / v; })),
+              tol);
+    o.epsilon = 0.01;
+    EXPECT_LE(rel_err(run_square<T>(Fn::root, one, 4, o, &rr), 0,
+                      function_of([](double v) { return std::pow(v + 0.01, -0.25); })),
+              tol);
+    EXPECT_EQ(ri.info.get()[0] | rr.info.get()[0], 0);
+  };
+  run(float{});
+  run(double{});
+
+  // Polar factor of a tall and a wide Gaussian matrix (convergent schedule): U^T U = I on the
+  // short side and H = U^T A (tall; A U^T wide) symmetric positive definite, i.e. A = U H.
+  using T = double;
+  for (auto [rows, cols] : {std::pair<index_t, index_t>{600, 200}, {150, 520}}) {
+    SCOPED_TRACE(trace() + ", polar " + std::to_string(rows) + " x " + std::to_string(cols));
+    const Operand<T> a = gaussian<T>(1, rows, cols, rng_);
+    OnBackend<T> ab(backend(), a), ub(backend(), Operand<T>(1, rows, cols));
+    NewtonSchulzOptions o;
+    o.iterations = 6;
+    o.tolerance = 1e-12;
+    PolarOptions po;
+    po.schedule = PolarSchedule::convergent;
+    po.cubic_iterations = 40;
+    Report<T> rep(backend(), 1);
+    Context cw = ctx();
+    const MatrixBatch<const T> av = ab.cview();
+    const std::size_t ws = newton_schulz_workspace_size<T>(cw, GroupedBatch<const T>(&av, 1));
+    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
+    cw.set_workspace(wbuf.data(), ws);
+    ASSERT_TRUE(newton_schulz_polar<T>(cw, av, ub.view(), rep.view(), o, po).ok());
+    ASSERT_TRUE(synchronize(cw).ok());
+    EXPECT_EQ(rep.info.get()[0], 0);
+    const auto u = ub.get();
+    const bool tall = rows >= cols;
+    const index_t k = std::min(rows, cols), depth = std::max(rows, cols);
+    auto at = [&](const Operand<T>& m, index_t e, index_t i) {  // short-side column i
+      return tall ? double(m(0, e, i)) : double(m(0, i, e));
+    };
+    double orth = 0, asym = 0, hnorm = 0;
+    for (index_t i = 0; i < k; ++i)
+      for (index_t j = 0; j < k; ++j) {
+        double g = 0, h = 0, ht = 0;
+        for (index_t e = 0; e < depth; ++e) {
+          g += at(u, e, i) * at(u, e, j);
+          h += at(u, e, i) * at(a, e, j);
+          ht += at(u, e, j) * at(a, e, i);
+        }
+        orth += (g - (i == j)) * (g - (i == j));
+        asym += (h - ht) * (h - ht);
+        hnorm += h * h;
+      }
+    EXPECT_LE(std::sqrt(orth / double(k)), 1e-10);
+    EXPECT_LE(std::sqrt(asym / hnorm), 1e-10);
+  }
+
+  // Bad input found by the large path's screening (reductions over rows).
+  const Context c = ctx();
+  auto info_of = [&](const Operand<T>& a) {
+    OnBackend<T> ab(backend(), a), xb(backend(), Operand<T>(1, n, n));
+    Report<T> rep(backend(), 1);
+    Context cw = c;
+    const MatrixBatch<const T> av = ab.cview();
+    const std::size_t ws = newton_schulz_workspace_size<T>(cw, GroupedBatch<const T>(&av, 1));
+    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
+    cw.set_workspace(wbuf.data(), ws);
+    EXPECT_TRUE(newton_schulz_sqrt<T>(cw, av, xb.view(), {}, rep.view()).ok());
+    EXPECT_TRUE(synchronize(cw).ok());
+    EXPECT_TRUE(all_nan(xb.get(), 0)) << trace();
+    return rep.info.get()[0];
+  };
+  Operand<T> bad = gaussian<T>(1, n, n, rng_);
+  for (index_t i = 0; i < n; ++i) bad(0, i, i) = 1 + std::abs(bad(0, i, i));
+  bad(0, 300, 7) = std::numeric_limits<T>::quiet_NaN();
+  EXPECT_EQ(info_of(bad), -1);
+  bad(0, 300, 7) = 0;
+  bad(0, 400, 400) = -1;
+  EXPECT_EQ(info_of(bad), 3);
+  Operand<T> zero(1, n, n);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < n; ++j) zero(0, i, j) = 0;
+  EXPECT_EQ(info_of(zero), 2);
+}
+
 // CUDA's opt-in tensor-core modes (float only): TF32 keeps ~10 mantissa bits per product, BF16
 // ~7, with FP32 accumulation.  12 fixed steps of the coupled square root on kappa = 10 inputs
 // must stay within 20 kappa 2^-10 of the eigendecomposition with TF32 and within 0.1 with BF16

@@ -1,6 +1,7 @@
 // The one place that knows which Kokkos version curvkit is compiled against (3.4 from
 // Debian's Trilinos up to 4.x / 5.x).  Kernels use only what is declared here plus the API
-// common to all of them: View-free raw pointers, RangePolicy, parallel_for, fence.
+// common to all of them: View-free raw pointers, RangePolicy, parallel_for, parallel_reduce
+// (sum and Kokkos::Max), fence.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -29,6 +30,41 @@ void for_each_index(const ExecSpace& space, const char* label, index_t count, co
   if (count <= 0) return;
   Kokkos::parallel_for(
       label, Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<index_t>>(space, 0, count), f);
+}
+
+/// Sum over i in [0, count) of f(i) (a double) on `space`; blocks until the value is on the host.
+template <class F>
+struct SumCall {
+  F f;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t i, double& s) const { s += f(i); }
+};
+template <class F>
+double reduce_sum(const ExecSpace& space, const char* label, index_t count, const F& f) {
+  double s = 0;
+  if (count <= 0) return s;
+  Kokkos::parallel_reduce(
+      label, Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<index_t>>(space, 0, count),
+      SumCall<F>{f}, s);
+  return s;
+}
+
+/// Largest f(i) over i in [0, count) (0 for count 0), like reduce_sum.
+template <class F>
+struct MaxCall {
+  F f;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t i, double& m) const {
+    const double v = f(i);
+    if (v > m) m = v;
+  }
+};
+template <class F>
+double reduce_max(const ExecSpace& space, const char* label, index_t count, const F& f) {
+  double m = 0;
+  if (count <= 0) return m;
+  Kokkos::parallel_reduce(
+      label, Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<index_t>>(space, 0, count),
+      MaxCall<F>{f}, Kokkos::Max<double>(m));
+  return m;
 }
 
 /// Calls f(i, scratch) for i in [0, count) on `space`, each call with its own `bytes` of
