@@ -228,6 +228,13 @@ struct KokkosEngine {
                           GroupedBatch<const T>(&av, 1), GroupedBatch<const T>(&bv, 1), beta,
                           GroupedBatch<T>(&cv, 1));
   }
+  void syrk(index_t n, index_t depth, T alpha, const T* a, bool ta, T beta, T* c) const {
+    const index_t ar = ta ? depth : n, ac = ta ? n : depth;
+    const MatrixBatch<const T> av{a, 1, ar, ac, ac, ar * ac};
+    const MatrixBatch<T> cv{c, 1, n, n, n, n * n};
+    (void)kokkos::syrk<T>(*ctx, ta ? Op::trans : Op::none, alpha, GroupedBatch<const T>(&av, 1),
+                          beta, GroupedBatch<T>(&cv, 1), Fill::full);
+  }
   double residual(index_t n, const T* x) const {
     const double s = reduce_sum(space, "curvkit::newton_schulz residual", n, ResidualRow<T>{x, n});
     return n > 0 ? std::sqrt(s / double(n)) : 0.0;

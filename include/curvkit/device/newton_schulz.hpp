@@ -4,9 +4,9 @@
 // gemm_block (curvkit/device/gemm.hpp): register-tiled on the host, plain loops on a GPU
 // thread.  Row-major matrices with leading dimensions; every scratch buffer is dense.
 //
-// Each iteration is written once (ns_detail::*_with) against an "engine", the ten whole-matrix
-// operations it is made of (screen, norms, load, transpose, identity, shift, product, residual,
-// store, fill_nan).  SerialEngine runs them as loops in the calling thread: the embedded
+// Each iteration is written once (ns_detail::*_with) against an "engine", the eleven whole-matrix
+// operations it is made of (screen, norms, load, transpose, identity, shift, product, syrk,
+// residual, store, fill_nan).  SerialEngine runs them as loops in the calling thread: the embedded
 // functions below.  The Kokkos backend's large-matrix path runs the same iterations with an
 // engine whose operations are kernels over all threads (kernels/kokkos/newton_schulz.cpp), so
 // both paths take the same steps in the same order.
@@ -188,6 +188,19 @@ struct SerialEngine {
     else
       gemm_block(m, n, k, alpha, as, bs, beta, cs, pack);
   }
+  /// C (n x n) = alpha op(A) op(A)^T + beta C, op(A) n x depth (A stored depth x n when
+  /// transposed), both triangles written and exactly equal (the lower one mirrored).
+  CURVKIT_HD void syrk(index_t n, index_t depth, T alpha, const T* a, bool ta, T beta, T* c) const {
+    const Strided<const T> as = ta ? Strided<const T>{a, 1, n} : Strided<const T>{a, depth, 1};
+    const Strided<const T> at = ta ? Strided<const T>{a, n, 1} : Strided<const T>{a, 1, depth};
+    const Strided<T> cs{c, n, 1};
+    if (n <= kGemmSmall && depth <= kGemmSmall)
+      gemm_small(n, n, depth, alpha, as, at, beta, cs, pack, true);
+    else
+      gemm_block(n, n, depth, alpha, as, at, beta, cs, pack, true);
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = i + 1; j < n; ++j) c[i * n + j] = c[j * n + i];
+  }
   /// ||I - X||_F / sqrt(n).
   CURVKIT_HD double residual(index_t n, const T* x) const {
     double s = 0;
@@ -348,21 +361,16 @@ CURVKIT_HD int polar_with(const Engine& e, index_t rows, index_t cols, const T* 
   const index_t k = tall ? cols : rows, rc = rows * cols;
   T *x = buf, *xn = x + rc, *bm = xn + rc, *poly = bm + k * k;
   e.load(rows, cols, a, lda, 1.0 / fro, 0.0, x);  // X_0 = A / ||A||_F
-  // B = X^T X (tall) or X X^T (wide).
-  auto gram = [&]() {
-    if (tall)
-      e.product(k, k, rows, T(1), x, true, x, false, T(0), bm);
-    else
-      e.product(k, k, cols, T(1), x, false, x, true, T(0), bm);
-  };
+  // B = X^T X (tall) or X X^T (wide), a SYRK: half the flops of a product.
+  auto gram = [&]() { e.syrk(k, tall ? rows : cols, T(1), x, tall, T(0), bm); };
   gram();
   bool cubic = po.schedule == PolarSchedule::cubic;
   auto step = [&]() {
     if (cubic) {
       e.shift(k, T(1.5), T(-0.5), bm, poly);  // (3I - B) / 2
-    } else {                                  // a I + b B + c B^2
+    } else {  // a I + b B + c B^2, with B^2 = B B^T a SYRK (B is exactly symmetric)
       e.shift(k, T(po.a), T(po.b), bm, poly);
-      e.product(k, k, k, T(po.c), bm, false, bm, false, T(1), poly);
+      e.syrk(k, k, T(po.c), bm, false, T(1), poly);
     }
     if (tall)
       e.product(rows, cols, cols, T(1), x, false, poly, false, T(0), xn);
