@@ -136,9 +136,11 @@ struct ResidualRow {
   }
 };
 
-// y(i, j) = alpha [i == j] + beta x(i, j) (+ eps [i == j] inside a double-rounded scale when
-// `load`), over a rows x cols index space; x and y with their own leading dimensions; x may be
-// transposed (x(i, j) read as x[j * ldx + i]); x null means 0.
+// y(i, j) = alpha [i == j] + beta x(i, j) over rows x cols, x and y with their own leading
+// dimensions; x may be transposed (x(i, j) read as x[j * ldx + i]); x null means 0.  With
+// `load`, y = T(scale_d (x + eps I)) with the factor and eps in double.  On the host one index
+// is a row (a vectorised inner loop, no index division: per-element indices cost 1.2x on the
+// whole n = 1024 iteration); on a GPU one element (coalesced).
 template <class T>
 struct Elementwise {
   const T* x;
@@ -146,16 +148,36 @@ struct Elementwise {
   index_t cols, ldx, ldy;
   T alpha, beta;
   bool trans = false;
-  bool load = false;  // y = T(beta_d (x + eps I)) with the factor and eps in double
+  bool load = false;
   double scale_d = 0, eps = 0;
-  KOKKOS_INLINE_FUNCTION void operator()(index_t e) const {
-    const index_t i = e / cols, j = e % cols;
-    if (load) {
-      y[i * ldy + j] = T(scale_d * (double(x[i * ldx + j]) + (i == j ? eps : 0.0)));
-      return;
-    }
+
+  static index_t extent(index_t rows, index_t cols) { return kHostExecution ? rows : rows * cols; }
+
+  KOKKOS_INLINE_FUNCTION T element(index_t i, index_t j) const {
+    if (load) return T(scale_d * (double(x[i * ldx + j]) + (i == j ? eps : 0.0)));
     const T xv = x == nullptr ? T(0) : trans ? x[j * ldx + i] : x[i * ldx + j];
-    y[i * ldy + j] = beta * xv + (i == j ? alpha : T(0));
+    return beta * xv + (i == j ? alpha : T(0));
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(index_t idx) const {
+    if constexpr (!kHostExecution) {
+      y[(idx / cols) * ldy + idx % cols] = element(idx / cols, idx % cols);
+    } else {
+      const index_t i = idx;
+      T* yi = y + i * ldy;
+      if (load || trans) {
+        for (index_t j = 0; j < cols; ++j) yi[j] = element(i, j);
+        return;
+      }
+      if (x == nullptr) {
+        for (index_t j = 0; j < cols; ++j) yi[j] = beta * T(0);
+      } else {
+        const T* xi = x + i * ldx;
+        CURVKIT_SIMD
+        for (index_t j = 0; j < cols; ++j) yi[j] = beta * xi[j];
+      }
+      if (i < cols) yi[i] += alpha;
+    }
   }
 };
 
@@ -179,7 +201,8 @@ struct KokkosEngine {
   ExecSpace space;
 
   void elementwise(index_t rows, index_t cols, const Elementwise<T>& f) const {
-    for_each_index(space, "curvkit::newton_schulz elementwise", rows * cols, f);
+    for_each_index(space, "curvkit::newton_schulz elementwise", Elementwise<T>::extent(rows, cols),
+                   f);
   }
   int screen(index_t rows, index_t cols, const T* a, index_t lda, double eps, bool needs_spd,
              double* fro) const {

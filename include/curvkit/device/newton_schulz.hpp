@@ -198,8 +198,7 @@ struct SerialEngine {
       gemm_small(n, n, depth, alpha, as, at, beta, cs, pack, true);
     else
       gemm_block(n, n, depth, alpha, as, at, beta, cs, pack, true);
-    for (index_t i = 0; i < n; ++i)
-      for (index_t j = i + 1; j < n; ++j) c[i * n + j] = c[j * n + i];
+    mirror_lower_block(cs, 0, n, 0, n);
   }
   /// ||I - X||_F / sqrt(n).
   CURVKIT_HD double residual(index_t n, const T* x) const {
