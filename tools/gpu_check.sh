@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: on a machine with an NVIDIA GPU, build the CUDA backend (Release, sm_90 unless
 # CMAKE_CUDA_ARCHITECTURES says otherwise), run the reference- and cuda-labelled tests and the
-# CUDA benchmarks, and write a log and the benchmark JSON.
+# GPU cases of every benchmark binary, and write a log and the benchmark JSON.
 #
 #   tools/gpu_check.sh [OUTDIR]        (default OUTDIR: build-cuda/gpu_check)
 #
@@ -22,7 +22,11 @@ jobs=${JOBS:-$(nproc)}
   cmake --build --preset cuda -j "$jobs"
   ctest --test-dir build-cuda -L "reference|cuda" --output-on-failure
 } 2>&1 | tee "$log"
-./build-cuda/bench/spd_bench --benchmark_filter="${CURVKIT_BENCH_FILTER:-/(cuda|cusolver)/|^roofline/}" \
-  --benchmark_out="$out/spd_bench_cuda.json" --benchmark_out_format=json 2>&1 | tee -a "$log"
-python3 tools/bench_table.py "$out/spd_bench_cuda.json" | tee "$out/spd_bench_cuda.md"
-echo "wrote $log, $out/spd_bench_cuda.json, $out/spd_bench_cuda.md"
+# Every benchmark binary's GPU cases (tool names cuda*, cusolver*, cublas*) and the rooflines.
+filter=${CURVKIT_BENCH_FILTER:-/(cuda|cusolver|cublas)[a-z0-9_]*/|^roofline/}
+for bench in spd sherman_morrison kron khatri_rao newton_schulz; do
+  ./build-cuda/bench/${bench}_bench --benchmark_filter="$filter" \
+    --benchmark_out="$out/${bench}_bench_cuda.json" --benchmark_out_format=json 2>&1 | tee -a "$log"
+  python3 tools/bench_table.py "$out/${bench}_bench_cuda.json" | tee "$out/${bench}_bench_cuda.md"
+done
+echo "wrote $log and $out/*_bench_cuda.{json,md}"
