@@ -28,7 +28,8 @@
 //                                cubic    X <- X (3I - B) / 2                 (converges, p(1) = 1)
 //                                quintic  X <- a X + (b B + c B^2) X          (Muon: a, b, c =
 //                                         3.4445, -4.7750, 2.0315; does NOT converge: singular
-//                                         values end in about [0.7, 1.3])
+//                                         values above ~1.5e-3 ||A||_F end in about [0.7, 1.2],
+//                                         smaller ones grow at most a^5 ~ 490-fold in 5 steps)
 //                                convergent  the quintic for `iterations` steps, then the cubic
 //                                         until the residual stop (singular values -> 1)
 //                              Residual ||I - B||_F / sqrt(min(rows, cols)).
