@@ -126,6 +126,18 @@ struct Report {
   }
 };
 
+// A Context with a workspace of the size the family's query asks for `groups` (the buffer
+// lives as long as this object).
+struct Workspaced {
+  Context ctx;
+  Buffer<char> buf;
+  template <class T>
+  Workspaced(Backend be, const Context& c, GroupedBatch<const T> groups)
+      : ctx(c), buf(be, std::vector<char>(newton_schulz_workspace_size<T>(c, groups) + 1)) {
+    ctx.set_workspace(buf.data(), newton_schulz_workspace_size<T>(c, groups));
+  }
+};
+
 enum class Fn { inverse, sqrt, inv_sqrt, root };
 
 class NewtonSchulzTest : public BackendTest {
@@ -137,11 +149,9 @@ class NewtonSchulzTest : public BackendTest {
     const index_t batch = a.l.batch, n = a.l.rows;
     OnBackend<T> ab(backend(), a), xb(backend(), Operand<T>(batch, n, n, 2, 1)),
         yb(backend(), Operand<T>(batch, n, n, 1, 3));
-    Context c = ctx();
     const MatrixBatch<const T> av = ab.cview();
-    const std::size_t ws = newton_schulz_workspace_size<T>(c, GroupedBatch<const T>(&av, 1));
-    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
-    c.set_workspace(wbuf.data(), ws);
+    const Workspaced w(backend(), ctx(), GroupedBatch<const T>(&av, 1));
+    const Context& c = w.ctx;
     Status st;
     if (fn == Fn::inverse)
       st = newton_schulz_inverse<T>(c, ab.cview(), xb.view(), rep->view(), o);
@@ -339,11 +349,9 @@ TEST_P(NewtonSchulzTest, PolarFactor) {
         po.cubic_iterations = 40;
         OnBackend<T> ab(backend(), a), ub(backend(), Operand<T>(2, rows, cols, 2, 2));
         Report<T> rep(backend(), 2);
-        Context cw = c;
         const MatrixBatch<const T> av = ab.cview();
-        const std::size_t ws = newton_schulz_workspace_size<T>(cw, GroupedBatch<const T>(&av, 1));
-        Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
-        cw.set_workspace(wbuf.data(), ws);
+        const Workspaced w(backend(), c, GroupedBatch<const T>(&av, 1));
+        const Context& cw = w.ctx;
         const Status st = newton_schulz_polar<T>(cw, av, ub.view(), rep.view(), o, po);
         ASSERT_TRUE(st.ok()) << st.to_string();
         ASSERT_TRUE(synchronize(c).ok());
@@ -392,10 +400,8 @@ TEST_P(NewtonSchulzTest, GroupedEqualsUniform) {
   std::vector<MatrixBatch<const T>> av = {g0.cview(), g1.cview()};
   std::vector<MatrixBatch<T>> xv = {x0.view(), x1.view()};
   Report<T> rep(backend(), 5);
-  Context cw = c;
-  const std::size_t ws = newton_schulz_workspace_size<T>(cw, av);
-  Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
-  cw.set_workspace(wbuf.data(), ws);
+  const Workspaced w(backend(), c, GroupedBatch<const T>(av));
+  const Context& cw = w.ctx;
   const Status st = newton_schulz_inverse_root<T>(cw, av, 2, xv, rep.view(), o);
   ASSERT_TRUE(st.ok()) << st.to_string();
   ASSERT_TRUE(synchronize(cw).ok());
@@ -452,10 +458,8 @@ TEST_P(NewtonSchulzTest, LargeMatricesAgainstClosedForms) {
     std::vector<MatrixBatch<const T>> av = {sb.cview(), bb.cview()};
     std::vector<MatrixBatch<T>> xv = {xs.view(), xb.view()};
     Report<T> rep(backend(), 5);
-    Context cw = c;
-    const std::size_t ws = newton_schulz_workspace_size<T>(cw, av);
-    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
-    cw.set_workspace(wbuf.data(), ws);
+    const Workspaced w(backend(), c, GroupedBatch<const T>(av));
+    const Context& cw = w.ctx;
     ASSERT_TRUE(newton_schulz_sqrt<T>(cw, av, {}, xv, rep.view(), o).ok());
     ASSERT_TRUE(synchronize(cw).ok());
     const auto info = rep.info.get(), its = rep.iters.get();
@@ -528,11 +532,9 @@ TEST_P(NewtonSchulzTest, LargeMatricesAgainstClosedForms) {
     po.schedule = PolarSchedule::convergent;
     po.cubic_iterations = 40;
     Report<T> rep(backend(), 1);
-    Context cw = ctx();
     const MatrixBatch<const T> av = ab.cview();
-    const std::size_t ws = newton_schulz_workspace_size<T>(cw, GroupedBatch<const T>(&av, 1));
-    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
-    cw.set_workspace(wbuf.data(), ws);
+    const Workspaced w(backend(), ctx(), GroupedBatch<const T>(&av, 1));
+    const Context& cw = w.ctx;
     ASSERT_TRUE(newton_schulz_polar<T>(cw, av, ub.view(), rep.view(), o, po).ok());
     ASSERT_TRUE(synchronize(cw).ok());
     EXPECT_EQ(rep.info.get()[0], 0);
@@ -564,11 +566,9 @@ TEST_P(NewtonSchulzTest, LargeMatricesAgainstClosedForms) {
   auto info_of = [&](const Operand<T>& a) {
     OnBackend<T> ab(backend(), a), xb(backend(), Operand<T>(1, n, n));
     Report<T> rep(backend(), 1);
-    Context cw = c;
     const MatrixBatch<const T> av = ab.cview();
-    const std::size_t ws = newton_schulz_workspace_size<T>(cw, GroupedBatch<const T>(&av, 1));
-    Buffer<char> wbuf(backend(), std::vector<char>(std::max<std::size_t>(ws, 1)));
-    cw.set_workspace(wbuf.data(), ws);
+    const Workspaced w(backend(), c, GroupedBatch<const T>(&av, 1));
+    const Context& cw = w.ctx;
     EXPECT_TRUE(newton_schulz_sqrt<T>(cw, av, xb.view(), {}, rep.view()).ok());
     EXPECT_TRUE(synchronize(cw).ok());
     EXPECT_TRUE(all_nan(xb.get(), 0)) << trace();
