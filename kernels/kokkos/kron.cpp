@@ -118,8 +118,8 @@ struct GemmJob {
   // packed A tile a whole kGemmNc-wide B block), split while there are fewer than four per
   // thread: rows first (rows_per_item), then columns, down to 256.  On one thread a product is one
   // work item as wide as a packed B block: every extra row block packs B again, every extra column
-  // block packs A again, and there is nothing to balance (a 1024^2 product in 192 x 256 items
-  // ran 1.2x slower on Kokkos Serial).
+  // block packs A again, and there is nothing to balance (with 192 x 256 items, 16% of a
+  // 1024^2 Newton-Schulz iteration was gemm_block's own code, its A packing, in perf).
   void choose_blocks(index_t concurrency) {
     if (concurrency <= 1) {
       block_rows = m;

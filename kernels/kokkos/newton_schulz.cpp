@@ -139,8 +139,8 @@ struct ResidualRow {
 // y(i, j) = alpha [i == j] + beta x(i, j) over rows x cols, x and y with their own leading
 // dimensions; x may be transposed (x(i, j) read as x[j * ldx + i]); x null means 0.  With
 // `load`, y = T(scale_d (x + eps I)) with the factor and eps in double.  On the host one index
-// is a row (a vectorised inner loop, no index division: per-element indices cost 1.2x on the
-// whole n = 1024 iteration); on a GPU one element (coalesced).
+// is a row (a vectorised inner loop, no index division per element); on a GPU one element
+// (coalesced).
 template <class T>
 struct Elementwise {
   const T* x;
