@@ -13,14 +13,24 @@
 #define CURVKIT_HD_INLINE inline
 #endif
 
-// SIMD hints for host loops (GCC/Clang with -fopenmp-simd; no OpenMP runtime involved).  Empty
+// Before a CURVKIT_HD template that is also instantiated with host-only arguments (an engine of
+// host kernels): nvcc then neither warns nor emits the device side for those instantiations.
+#if defined(__CUDACC__)
+#define CURVKIT_HD_TEMPLATE_HOST_OK _Pragma("nv_exec_check_disable")
+#else
+#define CURVKIT_HD_TEMPLATE_HOST_OK
+#endif
+
+// SIMD and unroll hints for host loops (GCC/Clang; -fopenmp-simd, no OpenMP runtime).  Empty
 // under nvcc and for other compilers.
 #if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
 #define CURVKIT_PRAGMA(x) _Pragma(#x)
 #define CURVKIT_SIMD CURVKIT_PRAGMA(omp simd)
 #define CURVKIT_SIMD_REDUCTION(var) CURVKIT_PRAGMA(omp simd reduction(+ : var))
 #define CURVKIT_SIMD_REDUCTION4(a, b, c, d) CURVKIT_PRAGMA(omp simd reduction(+ : a, b, c, d))
+#define CURVKIT_HOST_UNROLL16 CURVKIT_PRAGMA(GCC unroll 16)
 #else
+#define CURVKIT_HOST_UNROLL16
 #define CURVKIT_SIMD
 #define CURVKIT_SIMD_REDUCTION(var)
 #define CURVKIT_SIMD_REDUCTION4(a, b, c, d)

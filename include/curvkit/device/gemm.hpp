@@ -152,14 +152,14 @@ __attribute__((noinline)) void micro_tile(index_t kc, const T* apack, const T* p
     std::memcpy(&b0, panel + q * 2 * W, sizeof(vec));
     std::memcpy(&b1, panel + q * 2 * W + W, sizeof(vec));
     const T* aq = apack + q * MR;
-#pragma GCC unroll 16
+    CURVKIT_HOST_UNROLL16
     for (int i = 0; i < MR; ++i) {
       acc[i][0] += aq[i] * b0;
       acc[i][1] += aq[i] * b1;
     }
   }
   if (mr == MR && nr == 2 * W && c.cs == 1 && (!lower || diag >= nr - 1)) {
-#pragma GCC unroll 16
+    CURVKIT_HOST_UNROLL16
     for (int i = 0; i < MR; ++i) {
       T* ci = c.p + i * c.rs;
       vec r0 = alpha * acc[i][0], r1 = alpha * acc[i][1];

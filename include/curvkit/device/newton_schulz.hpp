@@ -9,7 +9,7 @@
 // residual, store, fill_nan).  SerialEngine runs them as loops in the calling thread: the embedded
 // functions below.  The Kokkos backend's large-matrix path runs the same iterations with an
 // engine whose operations are kernels over all threads (kernels/kokkos/newton_schulz.cpp), so
-// both paths take the same steps in the same order.
+// both paths take the same sequence of steps (their sums may round in another order).
 #pragma once
 
 #include <cmath>
@@ -91,6 +91,7 @@ CURVKIT_HD_INLINE void swap(T*& x, T*& y) {
 // The stopping and divergence rules of the contract around `step` (which advances the iterate
 // and returns its residual).  Returns info; *steps and *r are the steps taken and the final
 // residual.
+CURVKIT_HD_TEMPLATE_HOST_OK
 template <class Step>
 CURVKIT_HD int iterate(int max_steps, bool residual_stop, double tolerance, double r0, Step&& step,
                        int* steps, double* r) {
@@ -220,6 +221,7 @@ struct SerialEngine {
 };
 
 /// X = (A + eps I)^{-1} (Hotelling) on engine e; buf: kSquareBuffers n x n buffers.
+CURVKIT_HD_TEMPLATE_HOST_OK
 template <class T, class Engine>
 CURVKIT_HD int inverse_with(const Engine& e, index_t n, const T* a, index_t lda, T* x, index_t ldx,
                             const NewtonSchulzOptions& o, T* buf, int* steps, double* r) {
@@ -256,6 +258,7 @@ CURVKIT_HD int inverse_with(const Engine& e, index_t n, const T* a, index_t lda,
 }
 
 /// sqrt = (A + eps I)^{1/2}, inv = (A + eps I)^{-1/2} (either may be null), coupled, on e.
+CURVKIT_HD_TEMPLATE_HOST_OK
 template <class T, class Engine>
 CURVKIT_HD int sqrt_with(const Engine& e, index_t n, const T* a, index_t lda, T* sq, index_t ldsq,
                          T* inv, index_t ldinv, const NewtonSchulzOptions& o, T* buf, int* steps,
@@ -296,6 +299,7 @@ CURVKIT_HD int sqrt_with(const Engine& e, index_t n, const T* a, index_t lda, T*
 }
 
 /// X = (A + eps I)^{-1/p}, p >= 1, coupled Newton (T^p by repeated squaring), on e.
+CURVKIT_HD_TEMPLATE_HOST_OK
 template <class T, class Engine>
 CURVKIT_HD int inverse_root_with(const Engine& e, index_t n, const T* a, index_t lda, int p, T* x,
                                  index_t ldx, const NewtonSchulzOptions& o, T* buf, int* steps,
@@ -345,6 +349,7 @@ CURVKIT_HD int inverse_root_with(const Engine& e, index_t n, const T* a, index_t
 
 /// U = the polar factor of the rows x cols A (newton_schulz.hpp's schedules), on e; buf:
 /// polar_buffer_elements(rows, cols).
+CURVKIT_HD_TEMPLATE_HOST_OK
 template <class T, class Engine>
 CURVKIT_HD int polar_with(const Engine& e, index_t rows, index_t cols, const T* a, index_t lda,
                           T* u, index_t ldu, const NewtonSchulzOptions& o, const PolarOptions& po,
