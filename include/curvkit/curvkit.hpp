@@ -7,6 +7,7 @@
 #include "curvkit/core/tensor.hpp"
 #include "curvkit/core/types.hpp"
 #include "curvkit/core/view.hpp"
+#include "curvkit/elementwise.hpp"
 #include "curvkit/gemm.hpp"
 #include "curvkit/khatri_rao.hpp"
 #include "curvkit/kron.hpp"

@@ -1,4 +1,5 @@
 // Compiled when the CUDA backend is not: every entry point answers not_compiled.
+#include "elementwise_backends.hpp"
 #include "khatri_rao_backends.hpp"
 #include "kron_backends.hpp"
 #include "newton_schulz_backends.hpp"
@@ -20,6 +21,7 @@ CURVKIT_DEFINE_SM_STUBS(cuda)
 CURVKIT_DEFINE_KRON_STUBS(cuda)
 CURVKIT_DEFINE_KHATRI_RAO_STUBS(cuda)
 CURVKIT_DEFINE_NS_STUBS(cuda)
+CURVKIT_DEFINE_EW_STUBS(cuda)
 
 namespace curvkit::cuda {
 template <class T>

@@ -1,4 +1,5 @@
 // Compiled when the Kokkos backend is not: every entry point answers not_compiled.
+#include "elementwise_backends.hpp"
 #include "khatri_rao_backends.hpp"
 #include "kron_backends.hpp"
 #include "newton_schulz_backends.hpp"
@@ -22,3 +23,4 @@ CURVKIT_DEFINE_SM_STUBS(kokkos)
 CURVKIT_DEFINE_KRON_STUBS(kokkos)
 CURVKIT_DEFINE_KHATRI_RAO_STUBS(kokkos)
 CURVKIT_DEFINE_NS_STUBS(kokkos)
+CURVKIT_DEFINE_EW_STUBS(kokkos)

@@ -1,0 +1,123 @@
+// Elementwise family: the bandwidth-bound updates an optimizer step is made of besides its
+// GEMMs and solves (docs/optimizer-spec.md §9): linear combinations (momentum, EMA, the
+// parameter update), state fills, diagonal shifts, squared-gradient EMAs, diagonal
+// preconditioners, Adam's direction, per-matrix squared norms and the two per-matrix
+// operations of grafting and failure handling.
+//
+// Math (per matrix b of a batch, element (i, j); all views row-major with any ld and stride):
+//   axpby               z = a x + b y           a coefficient 0 means its operand is not read
+//                                               (it may be empty): axpby(0, {}, b, y, z) scales
+//   fill                z = value
+//   add_diagonal        z_ii += c + shift[b]    i < min(rows, cols); shift (one per matrix, in
+//                                               the backend's memory) may be null
+//   square_ema          s = beta s + c x * x    beta 0: s is not read
+//   diag_precondition   z = x / (s^p + lambda)  p = 1 (MBF's 1 x 1 blocks: g / (g^2 + lambda))
+//                                               or p = 1/2 (AdaGrad: g / (sqrt(A) + eps))
+//   adam_direction      m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g * g,
+//                       d = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+//   sum_squares         out[b] = (accumulate ? out[b] : 0) + sum_ij x_ij^2   (in double, stored
+//                                               as T; out in the backend's memory)
+//   scale_by_norm_ratio z *= sqrt(num_sq[b]) / (sqrt(den_sq[b]) + eps)   (Shampoo's grafting)
+//   copy_if_ok          z = x where info[b] is 0 or 1, else z is untouched (keep the last good
+//                                               preconditioner when a refresh failed)
+// Grouped calls (a network's layers: one group per tensor, shapes may differ) take the same
+// coefficients for every group; per-matrix arrays (shift, out, num_sq, den_sq, info) are indexed
+// by the matrix's position in the flattened grouped batch (group 0's matrices first).
+//
+// Aliasing: an output may be exactly one of the inputs (same data, ld and stride: in-place
+// updates such as z = a x + b z); any other overlap is invalid_argument.  NaN propagates; no op
+// has a numerical failure mode.  Cost: each op reads and writes every element once (bytes, not
+// flops, bound it).
+//
+// Backends: reference (long-double arithmetic, the test oracle), Kokkos and CUDA (one
+// element per work item / thread).  Arguments are validated once on the host
+// (Status::invalid_argument naming the argument).
+#pragma once
+
+#include <cstdint>
+
+#include "curvkit/core/context.hpp"
+#include "curvkit/core/status.hpp"
+#include "curvkit/core/view.hpp"
+
+namespace curvkit {
+
+/// The exponent of diag_precondition's denominator.
+enum class DiagPower : int {
+  one = 0,   ///< x / (s + lambda)
+  half = 1,  ///< x / (sqrt(s) + lambda)
+};
+
+/// One Adam step's constants; t >= 1 is the step number of the bias corrections.
+struct AdamStep {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-8;
+  std::int64_t t = 1;
+};
+
+/// z = a x + b y.
+template <class T>
+Status axpby(const Context& ctx, double a, MatrixBatch<const T> x, double b, MatrixBatch<const T> y,
+             MatrixBatch<T> z);
+template <class T>
+Status axpby(const Context& ctx, double a, GroupedBatch<const T> x, double b,
+             GroupedBatch<const T> y, GroupedBatch<T> z);
+
+/// z = value.
+template <class T>
+Status fill(const Context& ctx, double value, MatrixBatch<T> z);
+template <class T>
+Status fill(const Context& ctx, double value, GroupedBatch<T> z);
+
+/// z_ii += c + shift[b] (shift may be null).
+template <class T>
+Status add_diagonal(const Context& ctx, double c, const T* shift, MatrixBatch<T> z);
+template <class T>
+Status add_diagonal(const Context& ctx, double c, const T* shift, GroupedBatch<T> z);
+
+/// s = beta s + c x * x.
+template <class T>
+Status square_ema(const Context& ctx, double beta, double c, MatrixBatch<const T> x,
+                  MatrixBatch<T> s);
+template <class T>
+Status square_ema(const Context& ctx, double beta, double c, GroupedBatch<const T> x,
+                  GroupedBatch<T> s);
+
+/// z = x / (s^p + lambda).
+template <class T>
+Status diag_precondition(const Context& ctx, MatrixBatch<const T> x, MatrixBatch<const T> s,
+                         double lambda, DiagPower power, MatrixBatch<T> z);
+template <class T>
+Status diag_precondition(const Context& ctx, GroupedBatch<const T> x, GroupedBatch<const T> s,
+                         double lambda, DiagPower power, GroupedBatch<T> z);
+
+/// Updates Adam's moments m and v with gradient g and writes the direction d.
+template <class T>
+Status adam_direction(const Context& ctx, MatrixBatch<const T> g, MatrixBatch<T> m,
+                      MatrixBatch<T> v, MatrixBatch<T> d, const AdamStep& step);
+template <class T>
+Status adam_direction(const Context& ctx, GroupedBatch<const T> g, GroupedBatch<T> m,
+                      GroupedBatch<T> v, GroupedBatch<T> d, const AdamStep& step);
+
+/// out[b] = (accumulate ? out[b] : 0) + ||x_b||_F^2.
+template <class T>
+Status sum_squares(const Context& ctx, MatrixBatch<const T> x, T* out, bool accumulate = false);
+template <class T>
+Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool accumulate = false);
+
+/// z_b *= sqrt(num_sq[b]) / (sqrt(den_sq[b]) + eps).
+template <class T>
+Status scale_by_norm_ratio(const Context& ctx, const T* num_sq, const T* den_sq, double eps,
+                           MatrixBatch<T> z);
+template <class T>
+Status scale_by_norm_ratio(const Context& ctx, const T* num_sq, const T* den_sq, double eps,
+                           GroupedBatch<T> z);
+
+/// z_b = x_b where info[b] is 0 or 1.
+template <class T>
+Status copy_if_ok(const Context& ctx, MatrixBatch<const T> x, const int* info, MatrixBatch<T> z);
+template <class T>
+Status copy_if_ok(const Context& ctx, GroupedBatch<const T> x, const int* info, GroupedBatch<T> z);
+
+}  // namespace curvkit
