@@ -2,6 +2,8 @@
 // when compiled, in src/stubs/ otherwise).
 #pragma once
 
+#include <cstddef>
+
 #include "curvkit/core/context.hpp"
 #include "curvkit/core/status.hpp"
 
@@ -12,10 +14,18 @@ bool initialize_if_needed();
 void finalize();
 /// Fences the Context's execution-space instance.
 void fence(const Context& ctx);
+/// Memory in Kokkos's default memory space (curvkit/core/memory.hpp).
+Status allocate(std::size_t bytes, void** p);
+void deallocate(void* p);
+Status copy(const Context& ctx, void* dst, const void* src, std::size_t bytes, bool to_host);
 }  // namespace curvkit::kokkos
 
 namespace curvkit::cuda {
 bool compiled();
 /// cudaStreamSynchronize on the Context's stream.
 Status synchronize(const Context& ctx);
+/// Device memory (curvkit/core/memory.hpp); copies on the Context's stream, then wait for it.
+Status allocate(std::size_t bytes, void** p);
+void deallocate(void* p);
+Status copy(const Context& ctx, void* dst, const void* src, std::size_t bytes, bool to_host);
 }  // namespace curvkit::cuda

@@ -3,6 +3,7 @@
 
 #include "curvkit/core/context.hpp"
 #include "curvkit/core/info.hpp"
+#include "curvkit/core/memory.hpp"
 #include "curvkit/core/status.hpp"
 #include "curvkit/core/tensor.hpp"
 #include "curvkit/core/types.hpp"

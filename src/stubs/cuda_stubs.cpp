@@ -14,6 +14,14 @@ bool compiled() {
 Status synchronize(const Context&) {
   return Status::not_compiled("synchronize", "cuda");
 }
+Status allocate(std::size_t, void** p) {
+  *p = nullptr;
+  return Status::not_compiled("allocate", "cuda");
+}
+void deallocate(void*) {}
+Status copy(const Context&, void*, const void*, std::size_t, bool) {
+  return Status::not_compiled("copy", "cuda");
+}
 }  // namespace curvkit::cuda
 
 CURVKIT_DEFINE_SPD_STUBS(cuda)

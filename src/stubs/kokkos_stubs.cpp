@@ -16,6 +16,14 @@ bool initialize_if_needed() {
 }
 void finalize() {}
 void fence(const Context&) {}
+Status allocate(std::size_t, void** p) {
+  *p = nullptr;
+  return Status::not_compiled("allocate", "kokkos");
+}
+void deallocate(void*) {}
+Status copy(const Context&, void*, const void*, std::size_t, bool) {
+  return Status::not_compiled("copy", "kokkos");
+}
 }  // namespace curvkit::kokkos
 
 CURVKIT_DEFINE_SPD_STUBS(kokkos)

@@ -1,0 +1,106 @@
+// The optimizer layer's one interface (DESIGN §8; docs/optimizer-spec.md): an optimizer holds
+// per-layer state in the Context's backend memory and its options (the paper's defaults), and
+// its step() launches only public curvkit ops (elementwise, gemm, spd, kron, khatri_rao,
+// newton_schulz families); it never synchronises.  A trainer describes each layer once per step
+// with a LayerView of its own tensors and supplies the statistics needs() asks for.
+//
+// Conventions (docs/optimizer-spec.md §0):
+//   - tensors are row-major views in the Context's backend memory; W is d_out x d_in (a
+//     convolution's c_out x (c_in kh kw), columns ordered (c_in, ky, kx) like im2col patches),
+//     the bias a 1 x d_out row, a vector parameter (batch norm) a 1 x n row in `w`;
+//   - dw, db are mean mini-batch gradients (1/m) sum_i d loss_i / d theta;
+//   - a (m S x d_in, plus a trailing column of ones when the layer has a bias) and g (m S x d_out,
+//     the per-sample loss gradients, i.e. m times those of the mean loss) are the layer inputs
+//     and output gradients, S positions per sample (1 for linear layers);
+//   - the step counter k starts at 0; statistics are refreshed when k % T1 == 0 and
+//     preconditioners when k % T2 == 0, so a preconditioner exists from the first step;
+//   - weight decay is decoupled: W <- (1 - lr wd) W - lr direction.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "curvkit/core/context.hpp"
+#include "curvkit/core/status.hpp"
+#include "curvkit/core/view.hpp"
+
+namespace curvkit::optim {
+
+enum class LayerKind : int {
+  linear = 0,  ///< w: d_out x d_in
+  conv2d = 1,  ///< w: c_out x (c_in kh kw)
+  vector = 2,  ///< w: 1 x n (batch-norm scales and shifts); no bias, no statistics
+};
+
+/// One layer as the trainer sees it at one step (views into the trainer's memory).
+template <class T>
+struct LayerView {
+  LayerKind kind = LayerKind::linear;
+  MatrixBatch<T> w;                  ///< 1 matrix: the weights, updated in place
+  MatrixBatch<T> b;                  ///< 1 x 1 x d_out bias, or empty (data == nullptr)
+  MatrixBatch<const T> dw, db;       ///< mean mini-batch gradients, the shapes of w and b
+  index_t c_in = 0, kh = 1, kw = 1;  ///< conv2d geometry (c_out = w.rows)
+  bool output_layer = false;         ///< the network's last layer (Muon leaves it to AdamW)
+  // Statistics, filled only when needs() asks for them (else empty views):
+  index_t m = 0;                                ///< samples in the mini-batch; S = a.rows / m
+  MatrixBatch<const T> a;                       ///< (m S) x (d_in [+ 1]) layer inputs
+  MatrixBatch<const T> g;                       ///< (m S) x d_out per-sample output gradients
+  MatrixBatch<const T> g_sampled;               ///< the same with labels sampled from the model
+  MatrixBatch<const T> dw_sampled, db_sampled;  ///< mean gradients with sampled labels
+};
+
+/// What the next step needs from the trainer beyond w, b, dw, db.
+struct Needs {
+  bool a = false;             ///< layer inputs
+  bool g = false;             ///< per-sample output gradients (true labels)
+  bool g_sampled = false;     ///< per-sample output gradients with sampled labels
+  bool grad_sampled = false;  ///< mean gradients with sampled labels
+};
+
+template <class T>
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual std::string_view name() const = 0;
+  /// Fixes the layer shapes and allocates the state (once, before the first step).
+  virtual Status init(const Context& ctx, std::span<const LayerView<T>> layers) = 0;
+  /// The statistics the next step needs.
+  virtual Needs needs() const { return {}; }
+  /// One step: statistics, refreshes and the update of every layer's w and b; then k += 1.
+  /// Launches only (no synchronisation); a non-ok Status names the op that refused.
+  virtual Status step(const Context& ctx, std::span<const LayerView<T>> layers) = 0;
+
+  std::int64_t iteration() const { return k_; }
+  double learning_rate() const { return lr_; }
+  void set_learning_rate(double lr) { lr_ = lr; }  ///< schedules live in the trainer
+
+ protected:
+  std::int64_t k_ = 0;
+  double lr_ = 0;
+};
+
+/// SGD with heavy-ball momentum: m <- mu m + grad, W <- (1 - lr wd) W - lr m.
+struct SgdOptions {
+  double lr = 3e-3;
+  double momentum = 0.9;
+  double weight_decay = 0;
+};
+
+/// AdamW: Adam's direction (elementwise.hpp adam_direction), decoupled weight decay.
+struct AdamWOptions {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-4;
+  double weight_decay = 0;
+};
+
+template <class T>
+std::unique_ptr<Optimizer<T>> make_sgd(const SgdOptions& options = {});
+template <class T>
+std::unique_ptr<Optimizer<T>> make_adamw(const AdamWOptions& options = {});
+
+}  // namespace curvkit::optim

@@ -1,0 +1,262 @@
+// Optimizer-layer tests (curvkit/optim/optimizer.hpp), every compiled backend, float and double:
+// each optimizer's update against its dense formula on tiny layers over several steps (fresh
+// random gradients each step), a loss that decreases on a small deterministic least-squares
+// problem, and bad layer descriptions.
+#include <functional>
+
+#include "curvkit/optim/optimizer.hpp"
+#include "family_test_util.hpp"
+
+namespace curvkit::test {
+namespace {
+
+using optim::LayerKind;
+using optim::LayerView;
+
+// A network's tensors on a backend: per layer w (and b), with gradient buffers.
+template <class T>
+struct Net {
+  struct Layer {
+    LayerKind kind;
+    index_t rows, cols;
+    bool bias;
+    std::unique_ptr<Buffer<T>> w, b, dw, db;
+  };
+  std::vector<Layer> layers;
+  Backend be;
+
+  Net(Backend backend, const std::vector<std::tuple<LayerKind, index_t, index_t, bool>>& shapes,
+      std::mt19937_64& rng)
+      : be(backend) {
+    std::normal_distribution<double> n;
+    auto random = [&](index_t count) {
+      std::vector<T> v(static_cast<std::size_t>(count));
+      for (auto& x : v) x = T(n(rng));
+      return v;
+    };
+    for (auto [kind, rows, cols, bias] : shapes) {
+      Layer l{kind, rows, cols, bias, {}, {}, {}, {}};
+      l.w = std::make_unique<Buffer<T>>(be, random(rows * cols));
+      l.dw = std::make_unique<Buffer<T>>(be, random(rows * cols));
+      if (bias) {
+        l.b = std::make_unique<Buffer<T>>(be, random(rows));
+        l.db = std::make_unique<Buffer<T>>(be, random(rows));
+      }
+      layers.push_back(std::move(l));
+    }
+  }
+  std::vector<LayerView<T>> views() {
+    std::vector<LayerView<T>> v;
+    for (auto& l : layers) {
+      LayerView<T> x;
+      x.kind = l.kind;
+      x.w = {l.w->data(), 1, l.rows, l.cols, l.cols, l.rows * l.cols};
+      x.dw = MatrixBatch<T>{l.dw->data(), 1, l.rows, l.cols, l.cols, l.rows * l.cols};
+      if (l.bias) {
+        x.b = {l.b->data(), 1, 1, l.rows, l.rows, l.rows};
+        x.db = MatrixBatch<T>{l.db->data(), 1, 1, l.rows, l.rows, l.rows};
+      }
+      v.push_back(x);
+    }
+    return v;
+  }
+  // All parameters (w then b per layer) and all gradients, flattened on the host.
+  std::vector<double> params() const { return flat(false); }
+  std::vector<double> grads() const { return flat(true); }
+  void set_grads(const std::vector<double>& g) {
+    std::size_t at = 0;
+    for (auto& l : layers)
+      for (auto* buf : {l.dw.get(), l.db.get()}) {
+        if (buf == nullptr) continue;
+        std::vector<T> h(buf->size());
+        for (auto& x : h) x = T(g[at++]);
+        buf->upload(h);
+      }
+  }
+
+ private:
+  std::vector<double> flat(bool grads) const {
+    std::vector<double> out;
+    for (const auto& l : layers)
+      for (auto* buf : grads ? std::vector<Buffer<T>*>{l.dw.get(), l.db.get()}
+                             : std::vector<Buffer<T>*>{l.w.get(), l.b.get()}) {
+        if (buf == nullptr) continue;
+        for (T x : buf->download()) out.push_back(double(x));
+      }
+    return out;
+  }
+};
+
+const std::vector<std::tuple<LayerKind, index_t, index_t, bool>> kLayers = {
+    {LayerKind::linear, 3, 4, true},
+    {LayerKind::vector, 1, 5, false},
+    {LayerKind::linear, 2, 3, true}};
+
+class OptimTest : public BackendTest {
+ protected:
+  // Runs `steps` steps of `opt` with fresh random gradients and compares the parameters after
+  // each with `update(params, grads, k)` applied on the host in double.
+  template <class T>
+  void follows(
+      optim::Optimizer<T>& opt, int steps,
+      const std::function<void(std::vector<double>&, const std::vector<double>&, int)>& update,
+      const std::string& what) {
+    const Context c = ctx();
+    Net<T> net(backend(), kLayers, rng_);
+    auto views = net.views();
+    ASSERT_TRUE(opt.init(c, views).ok());
+    std::vector<double> want = net.params();
+    std::normal_distribution<double> n;
+    for (int k = 0; k < steps; ++k) {
+      std::vector<double> g(want.size());
+      for (auto& x : g) x = n(rng_);
+      net.set_grads(g);
+      // The gradients as T, as the optimizer sees them.
+      g = net.grads();
+      const Status st = opt.step(c, views);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      ASSERT_TRUE(synchronize(c).ok());
+      update(want, g, k);
+      const auto got = net.params();
+      double num = 0, den = 0;
+      for (std::size_t e = 0; e < want.size(); ++e) {
+        num += (got[e] - want[e]) * (got[e] - want[e]);
+        den += want[e] * want[e];
+      }
+      EXPECT_LE(std::sqrt(num / den), 20 * eps<T>() * (k + 1))
+          << trace() << ", " << what << ", step " << k << (sizeof(T) == 4 ? ", float" : ", double");
+    }
+    EXPECT_EQ(opt.iteration(), steps);
+  }
+
+  template <class T>
+  void sgd() {
+    optim::SgdOptions o{0.05, 0.9, 0.1};
+    auto opt = optim::make_sgd<T>(o);
+    std::vector<double> m;
+    follows<T>(
+        *opt, 4,
+        [&](std::vector<double>& w, const std::vector<double>& g, int) {
+          if (m.empty()) m.assign(w.size(), 0.0);
+          for (std::size_t e = 0; e < w.size(); ++e) {
+            m[e] = o.momentum * m[e] + g[e];
+            w[e] = (1 - o.lr * o.weight_decay) * w[e] - o.lr * m[e];
+          }
+        },
+        "sgd");
+  }
+
+  template <class T>
+  void adamw() {
+    optim::AdamWOptions o{0.01, 0.9, 0.99, 1e-3, 0.05};
+    auto opt = optim::make_adamw<T>(o);
+    std::vector<double> m, v;
+    follows<T>(
+        *opt, 4,
+        [&](std::vector<double>& w, const std::vector<double>& g, int k) {
+          if (m.empty()) m.assign(w.size(), 0.0), v.assign(w.size(), 0.0);
+          const double c1 = 1 - std::pow(o.beta1, k + 1), c2 = 1 - std::pow(o.beta2, k + 1);
+          for (std::size_t e = 0; e < w.size(); ++e) {
+            m[e] = o.beta1 * m[e] + (1 - o.beta1) * g[e];
+            v[e] = o.beta2 * v[e] + (1 - o.beta2) * g[e] * g[e];
+            const double d = (m[e] / c1) / (std::sqrt(v[e] / c2) + o.epsilon);
+            w[e] = (1 - o.lr * o.weight_decay) * w[e] - o.lr * d;
+          }
+        },
+        "adamw");
+  }
+
+  // Least squares min (1/2m) ||X W^T + 1 b^T - Y||^2 with a fixed seed: gradients on the host
+  // from the downloaded parameters, 60 steps; the loss must fall below 5% of its start.
+  template <class T>
+  void loss_decreases(optim::Optimizer<T>& opt) {
+    std::mt19937_64 rng(12345);
+    std::normal_distribution<double> n;
+    const index_t m = 32, din = 3, dout = 2;
+    std::vector<double> x(std::size_t(m * din)), y(std::size_t(m * dout));
+    for (auto& v : x) v = n(rng);
+    for (index_t i = 0; i < m; ++i)
+      for (index_t o = 0; o < dout; ++o) {
+        double s = 0.5 * double(o) - 0.25;
+        for (index_t j = 0; j < din; ++j) s += double((o + 1) * (j + 1)) * 0.3 * x[i * din + j];
+        y[i * dout + o] = s + 0.01 * n(rng);
+      }
+    const Context c = ctx();
+    Net<T> net(backend(), {{LayerKind::linear, dout, din, true}}, rng);
+    auto views = net.views();
+    ASSERT_TRUE(opt.init(c, views).ok());
+    auto loss_and_grad = [&](std::vector<double>* g) {
+      const auto p = net.params();  // w (dout x din) then b (dout)
+      g->assign(p.size(), 0.0);
+      double loss = 0;
+      for (index_t i = 0; i < m; ++i)
+        for (index_t o = 0; o < dout; ++o) {
+          double r = p[std::size_t(dout * din + o)] - y[i * dout + o];
+          for (index_t j = 0; j < din; ++j) r += p[std::size_t(o * din + j)] * x[i * din + j];
+          loss += r * r / (2.0 * double(m));
+          for (index_t j = 0; j < din; ++j)
+            (*g)[std::size_t(o * din + j)] += r * x[i * din + j] / double(m);
+          (*g)[std::size_t(dout * din + o)] += r / double(m);
+        }
+      return loss;
+    };
+    std::vector<double> g;
+    const double start = loss_and_grad(&g);
+    double loss = start;
+    for (int k = 0; k < 60; ++k) {
+      net.set_grads(g);
+      ASSERT_TRUE(opt.step(c, views).ok());
+      ASSERT_TRUE(synchronize(c).ok());
+      loss = loss_and_grad(&g);
+      ASSERT_TRUE(std::isfinite(loss)) << trace() << ", " << opt.name() << ", step " << k;
+    }
+    EXPECT_LT(loss, 0.05 * start) << trace() << ", " << opt.name();
+  }
+};
+
+TEST_P(OptimTest, SgdFollowsItsRecurrence) {
+  sgd<float>();
+  sgd<double>();
+}
+
+TEST_P(OptimTest, AdamWFollowsItsRecurrence) {
+  adamw<float>();
+  adamw<double>();
+}
+
+TEST_P(OptimTest, LossDecreasesOnLeastSquares) {
+  auto sgd = optim::make_sgd<double>({0.1, 0.9, 0});
+  loss_decreases<double>(*sgd);
+  auto adam = optim::make_adamw<float>({0.05, 0.9, 0.999, 1e-8, 0});
+  loss_decreases<float>(*adam);
+}
+
+TEST_P(OptimTest, BadLayersAreReported) {
+  using T = double;
+  const Context c = ctx();
+  Net<T> net(backend(), kLayers, rng_);
+  auto views = net.views();
+  auto opt = optim::make_adamw<T>();
+  auto bad = views;
+  bad[0].dw.cols += 1;
+  Status s = opt->init(c, bad);
+  EXPECT_EQ(s.code(), StatusCode::invalid_argument);
+  EXPECT_NE(s.to_string().find("layers[0].dw"), std::string::npos) << s.to_string();
+  bad = views;
+  bad[2].b.cols = 1;
+  EXPECT_EQ(opt->init(c, bad).code(), StatusCode::invalid_argument);
+  ASSERT_TRUE(opt->init(c, views).ok());
+  bad = views;
+  bad.pop_back();
+  s = opt->step(c, bad);
+  EXPECT_EQ(s.code(), StatusCode::invalid_argument);
+  EXPECT_NE(s.to_string().find("init"), std::string::npos) << s.to_string();
+  EXPECT_EQ(opt->iteration(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, OptimTest,
+                         ::testing::Values(Backend::reference, Backend::kokkos, Backend::cuda),
+                         backend_test_name);
+
+}  // namespace
+}  // namespace curvkit::test
