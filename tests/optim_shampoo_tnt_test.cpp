@@ -1,11 +1,14 @@
-// Shampoo (curvkit/optim/shampoo.hpp) on every compiled backend, float and double: several
-// steps against the whole recurrence simulated here in long double (EMA statistics on
-// k % t1 == 0, roots (S + eps I)^{-1/(2K)} by eigendecomposition on k % t2 == 0, momentum, the
-// mode-product chain, grafting), for linear, convolution (3-way), bias and vector tensors; the
-// loss of a least-squares problem decreases; a rank-one gradient keeps everything finite.
+// Shampoo and TNT (curvkit/optim/shampoo.hpp, tnt.hpp: the same tensor variables) on every
+// compiled backend, float and double: several steps against the whole recurrence simulated here
+// in long double (EMA mode statistics on k % t1 == 0; on k % t2 == 0 Shampoo's roots
+// (S + eps I)^{-1/(2K)} or TNT's inverses (U + eps I)^{-1} of the trace-normalised statistics
+// (eq. 4.10), both by eigendecomposition; momentum; the mode-product chain; grafting), for
+// linear, convolution (3-way), bias and vector tensors; TNT's statistics from the sampled-label
+// gradients; loss decrease; a rank-one gradient keeps everything finite.
 #include <map>
 
 #include "curvkit/optim/shampoo.hpp"
+#include "curvkit/optim/tnt.hpp"
 #include "eigen_oracle.hpp"
 #include "optim_test_util.hpp"
 
@@ -74,10 +77,26 @@ const std::vector<std::tuple<LayerKind, index_t, index_t, bool>> kShampooLayers 
     {LayerKind::conv2d, 2, 8, true},
     {LayerKind::vector, 1, 3, false}};
 
-// The host simulation of ShampooOptions o over the layers above.
+// TNT's normalisation (eq. 4.10) of one tensor's mode statistics, in place.
+void tnt_normalize(std::vector<Mat>& u, const std::vector<index_t>& dims) {
+  const std::size_t order = dims.size();
+  real prod = 1, t = 0;
+  for (index_t d : dims) prod *= real(d);
+  for (std::size_t i = 0; i < order; ++i)
+    for (index_t a = 0; a < dims[i]; ++a) t += u[i][std::size_t(a * dims[i] + a)];
+  t /= real(order);
+  if (!(t > 0)) return;
+  const real c0 = std::pow(t / prod, 1 / real(order));
+  for (std::size_t i = 0; i < order; ++i) {
+    const real div = std::pow(c0, real(order - 1)) * prod / real(dims[i]);
+    for (real& v : u[i]) v /= div;
+  }
+}
+
+// The host simulation of Shampoo (or TNT, with `tnt`) over the layers above.
 class HostShampoo {
  public:
-  explicit HostShampoo(const optim::ShampooOptions& o) : o_(o) {
+  explicit HostShampoo(const optim::ShampooOptions& o, bool tnt = false) : o_(o), tnt_(tnt) {
     std::size_t at = 0;
     auto add = [&](std::vector<index_t> dims) {
       tensors_.push_back({at, dims});
@@ -98,25 +117,34 @@ class HostShampoo {
       }
   }
 
-  void step(std::vector<double>& w, const std::vector<double>& g, int k) {
+  // g: the gradients; gs: the statistics' gradients (TNT's sampled ones; g when empty).
+  void step(std::vector<double>& w, const std::vector<double>& g, int k,
+            const std::vector<double>& gs = {}) {
     for (std::size_t e = 0; e < w.size(); ++e) mom_[e] = real(o_.momentum) * mom_[e] + g[e];
     std::size_t mode = 0;
     for (const Tensor& t : tensors_) {
       const std::size_t n = std::size_t(t.size());
-      const std::vector<real> gt(g.begin() + long(t.at), g.begin() + long(t.at + n));
+      const auto& src = gs.empty() ? g : gs;
+      const std::vector<real> gt(src.begin() + long(t.at), src.begin() + long(t.at + n));
       std::vector<real> p(mom_.begin() + long(t.at), mom_.begin() + long(t.at + n));
       const int exponent = 2 * int(t.dims.size());
-      for (std::size_t i = 0; i < t.dims.size(); ++i, ++mode) {
-        const index_t d = t.dims[i];
+      const std::size_t first = mode;
+      for (std::size_t i = 0; i < t.dims.size(); ++i)
         if (k % o_.t1 == 0) {
           const Mat s = mode_gram(gt, t.dims, i);
           const real beta = k == 0 ? 0 : real(o_.stat_decay);
           for (std::size_t e = 0; e < s.size(); ++e)
-            stats_[mode][e] = beta * stats_[mode][e] + (1 - beta) * s[e];
+            stats_[first + i][e] = beta * stats_[first + i][e] + (1 - beta) * s[e];
         }
-        if (k % o_.t2 == 0) roots_[mode] = inverse_root(stats_[mode], d, o_.epsilon, exponent);
-        p = mode_product(p, t.dims, i, roots_[mode]);
+      if (k % o_.t2 == 0) {
+        std::vector<Mat> u(stats_.begin() + long(first),
+                           stats_.begin() + long(first + t.dims.size()));
+        if (tnt_) tnt_normalize(u, t.dims);
+        for (std::size_t i = 0; i < t.dims.size(); ++i)
+          roots_[first + i] = inverse_root(u[i], t.dims[i], o_.epsilon, tnt_ ? 1 : exponent);
       }
+      for (std::size_t i = 0; i < t.dims.size(); ++i, ++mode)
+        p = mode_product(p, t.dims, i, roots_[mode]);
       if (o_.graft == optim::Graft::sgd) {
         real pn = 0, qn = 0;
         for (std::size_t e = 0; e < n; ++e) {
@@ -133,6 +161,7 @@ class HostShampoo {
 
  private:
   optim::ShampooOptions o_;
+  bool tnt_;
   std::vector<Tensor> tensors_;
   std::vector<real> mom_;
   std::vector<Mat> stats_, roots_;
@@ -229,6 +258,55 @@ TEST_P(ShampooTest, LossDecreasesAndRankOneGradientsStayFinite) {
   }
   ASSERT_TRUE(synchronize(c).ok());
   for (double v : net.params()) EXPECT_TRUE(std::isfinite(v)) << trace();
+}
+
+// TNT: the statistics from dw_sampled / db_sampled, here views of a second set of gradients
+// drawn per step (so that they differ from the momentum's).
+TEST_P(ShampooTest, TntFollowsTheRecurrenceWithSampledStatistics) {
+  auto run = [&](auto zero, bool empirical) {
+    using T = decltype(zero);
+    optim::TntOptions o;
+    o.lr = 0.05;
+    o.epsilon = 0.1;
+    o.weight_decay = 0.01;
+    o.t1 = 1;
+    o.t2 = 2;
+    o.empirical = empirical;
+    // The host simulation shares Shampoo's machinery with TNT's normalisation and inverses.
+    optim::ShampooOptions h;
+    h.lr = o.lr;
+    h.epsilon = o.epsilon;
+    h.weight_decay = o.weight_decay;
+    h.t1 = o.t1;
+    h.t2 = o.t2;
+    HostShampoo host(h, true);
+    auto opt = optim::make_tnt<T>(o);
+    EXPECT_EQ(opt->needs().grad_sampled, !empirical);
+    Net<T> sampled(backend(), kShampooLayers, rng_);
+    std::normal_distribution<double> n;
+    expect_follows<T>(
+        *opt, backend(), ctx(), rng_, kShampooLayers, 4,
+        [&](std::vector<double>& w, const std::vector<double>& g, int k) {
+          host.step(w, g, k, empirical ? std::vector<double>{} : sampled.grads());
+          // The next step's sampled gradients.
+          std::vector<double> next(g.size());
+          for (auto& x : next) x = n(rng_);
+          sampled.set_grads(next);
+        },
+        sizeof(T) == 4 ? 2e-4 : 1e-9, trace() + (empirical ? ", tnt-ef" : ", tnt"),
+        [&](std::vector<LayerView<T>>& v) {
+          v[1].c_in = 2;
+          v[1].kh = v[1].kw = 2;
+          const auto s = sampled.views();
+          for (std::size_t l = 0; l < v.size(); ++l) {
+            v[l].dw_sampled = s[l].dw;
+            v[l].db_sampled = s[l].db;
+          }
+        });
+  };
+  run(float{}, false);
+  run(double{}, false);
+  run(double{}, true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ShampooTest,
