@@ -90,9 +90,4 @@ class ModeTensors {
   std::vector<MatrixBatch<T>> shapes_;
 };
 
-template <class T>
-std::vector<MatrixBatch<const T>> as_const(const std::vector<MatrixBatch<T>>& v) {
-  return std::vector<MatrixBatch<const T>>(v.begin(), v.end());
-}
-
 }  // namespace curvkit::optim::detail

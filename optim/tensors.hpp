@@ -85,6 +85,11 @@ struct StateTensors {
   }
 };
 
+template <class T>
+std::vector<MatrixBatch<const T>> as_const(const std::vector<MatrixBatch<T>>& v) {
+  return std::vector<MatrixBatch<const T>>(v.begin(), v.end());
+}
+
 /// The step's tensors must have the shapes init() saw.
 template <class T>
 Status same_shapes(const char* op, const std::vector<MatrixBatch<T>>& now,
