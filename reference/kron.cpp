@@ -4,6 +4,7 @@
 //   mode_product      the index formula of the definition (multi-indices, no slabs)
 //   mode_product_chain  the modes one after another in order 0..K-1 (backends pick an order)
 //   mode_gram         mat_k(X) built by its index formula, then mat_k mat_k^T
+//   kfac_pi_damping   the traces summed in long double, the formula as written
 //   kron_apply        explicit inverses; the Cholesky form multiplies L L^T out and inverts it
 //                     by Gauss-Jordan elimination (backends use triangular solves)
 // It shares no code with the backends it checks.
@@ -273,6 +274,39 @@ Status tnt_normalize(const Context&, std::span<const MatrixBatch<T>> grams, int*
                               : std::numeric_limits<T>::quiet_NaN();
     }
   }
+  return Status::success();
+}
+
+template <class T>
+Status kfac_pi_damping(const Context&, GroupedBatch<const T> a_factors,
+                       GroupedBatch<const T> g_factors, double lambda, T* shift_a, T* shift_g,
+                       int* info) {
+  const real root_lambda = std::sqrt(static_cast<real>(lambda));
+  index_t at = 0;
+  for (std::size_t l = 0; l < a_factors.size(); ++l)
+    for (index_t b = 0; b < a_factors[l].batch; ++b, ++at) {
+      // Mean diagonal entry (the mean eigenvalue); an empty factor has mean 0.
+      auto mean_diagonal = [b](const MatrixBatch<const T>& f) {
+        real t = 0;
+        for (index_t i = 0; i < f.rows; ++i) t += static_cast<real>(f(b, i, i));
+        return f.rows == 0 ? t : t / static_cast<real>(f.rows);
+      };
+      const real t_a = mean_diagonal(a_factors[l]), t_g = mean_diagonal(g_factors[l]);
+      real pi = 1;
+      if (!std::isfinite(t_a) || !std::isfinite(t_g)) {
+        info[at] = -1;
+        shift_a[at] = shift_g[at] = std::numeric_limits<T>::quiet_NaN();
+        continue;
+      }
+      if (t_a > 0 && t_g > 0) {
+        pi = std::sqrt(t_a / t_g);
+        info[at] = 0;
+      } else {
+        info[at] = 1;
+      }
+      shift_a[at] = static_cast<T>(pi * root_lambda);
+      shift_g[at] = static_cast<T>(root_lambda / pi);
+    }
   return Status::success();
 }
 

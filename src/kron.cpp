@@ -421,30 +421,71 @@ Status tnt_normalize(const Context& ctx, std::span<const MatrixBatch<T>> grams, 
   CURVKIT_DISPATCH(tnt_normalize<T>, ctx, grams, info)
 }
 
-#define CURVKIT_INSTANTIATE_KRON_PUBLIC(T)                                                        \
-  template Status gemm<T>(const Context&, Op, Op, T, MatrixBatch<const T>, MatrixBatch<const T>, \
-                          T, MatrixBatch<T>);                                                     \
-  template Status gemm<T>(const Context&, Op, Op, T, GroupedBatch<const T>,                      \
-                          GroupedBatch<const T>, T, GroupedBatch<T>);                             \
-  template Status syrk<T>(const Context&, Op, T, MatrixBatch<const T>, T, MatrixBatch<T>, Fill); \
-  template Status syrk<T>(const Context&, Op, T, GroupedBatch<const T>, T, GroupedBatch<T>,      \
-                          Fill);                                                                  \
-  template Status mode_product<T>(const Context&, TensorBatch<const T>, int,                     \
-                                  MatrixBatch<const T>, TensorBatch<T>, Op);                      \
-  template std::size_t mode_product_chain_workspace_size<T>(                                     \
-      const Context&, TensorBatch<const T>, std::span<const MatrixBatch<const T>>, Op);          \
-  template Status mode_product_chain<T>(const Context&, TensorBatch<const T>,                    \
-                                        std::span<const MatrixBatch<const T>>, TensorBatch<T>,   \
-                                        Op);                                                      \
-  template std::size_t kron_apply_workspace_size<T>(const Context&, GroupedBatch<const T>,       \
-                                                    const KronApplyOptions&);                     \
-  template Status kron_apply<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,      \
-                                MatrixBatch<const T>, MatrixBatch<T>, const KronApplyOptions&);   \
-  template Status kron_apply<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>,    \
-                                GroupedBatch<const T>, GroupedBatch<T>, const KronApplyOptions&); \
-  template Status mode_gram<T>(const Context&, TensorBatch<const T>,                             \
-                               std::span<const MatrixBatch<T>>, const ModeGramOptions&);          \
-  template Status tnt_normalize<T>(const Context&, std::span<const MatrixBatch<T>>, int*);
+template <class T>
+Status kfac_pi_damping(const Context& ctx, GroupedBatch<const T> a_factors,
+                       GroupedBatch<const T> g_factors, double lambda, T* shift_a, T* shift_g,
+                       int* info) {
+  const char* op = "kfac_pi_damping";
+  if (!(lambda >= 0) || !std::isfinite(lambda))
+    return Status::invalid_argument(op, "lambda must be finite and >= 0");
+  if (a_factors.size() != g_factors.size())
+    return Status::invalid_argument(op,
+                                    "a_factors and g_factors must have the same number of groups");
+  const bool grouped = a_factors.size() != 1;
+  index_t pairs = 0;
+  for (std::size_t l = 0; l < a_factors.size(); ++l) {
+    const std::string an = view_name("a_factors", grouped, l),
+                      gn = view_name("g_factors", grouped, l);
+    const MatrixBatch<const T>&a = a_factors[l], &g = g_factors[l];
+    CURVKIT_RETURN_IF_ERROR(check_shape(op, a, an, a.batch, a.rows, a.rows));
+    CURVKIT_RETURN_IF_ERROR(check_shape(op, g, gn, a.batch, g.rows, g.rows));
+    pairs += a.batch;
+  }
+  if (pairs > 0 && (shift_a == nullptr || shift_g == nullptr))
+    return Status::invalid_argument(op,
+                                    "shift_a and shift_g are null (they need one value per "
+                                    "pair of factors)");
+  CURVKIT_RETURN_IF_ERROR(check_info(op, pairs, info));
+  const MatrixBatch<const T> sa{shift_a, 1, 1, pairs, pairs, pairs},
+      sg{shift_g, 1, 1, pairs, pairs, pairs};
+  CURVKIT_RETURN_IF_ERROR(check_disjoint(op, sa, "shift_a", sg, "shift_g"));
+  for (std::size_t l = 0; l < a_factors.size(); ++l) {
+    const std::string an = view_name("a_factors", grouped, l),
+                      gn = view_name("g_factors", grouped, l);
+    for (const auto* s : {&sa, &sg}) {
+      const char* sn = s == &sa ? "shift_a" : "shift_g";
+      CURVKIT_RETURN_IF_ERROR(check_disjoint(op, *s, sn, a_factors[l], an));
+      CURVKIT_RETURN_IF_ERROR(check_disjoint(op, *s, sn, g_factors[l], gn));
+    }
+  }
+  CURVKIT_DISPATCH(kfac_pi_damping<T>, ctx, a_factors, g_factors, lambda, shift_a, shift_g, info)
+}
+
+#define CURVKIT_INSTANTIATE_KRON_PUBLIC(T)                                                         \
+  template Status gemm<T>(const Context&, Op, Op, T, MatrixBatch<const T>, MatrixBatch<const T>,   \
+                          T, MatrixBatch<T>);                                                      \
+  template Status gemm<T>(const Context&, Op, Op, T, GroupedBatch<const T>, GroupedBatch<const T>, \
+                          T, GroupedBatch<T>);                                                     \
+  template Status syrk<T>(const Context&, Op, T, MatrixBatch<const T>, T, MatrixBatch<T>, Fill);   \
+  template Status syrk<T>(const Context&, Op, T, GroupedBatch<const T>, T, GroupedBatch<T>, Fill); \
+  template Status mode_product<T>(const Context&, TensorBatch<const T>, int, MatrixBatch<const T>, \
+                                  TensorBatch<T>, Op);                                             \
+  template std::size_t mode_product_chain_workspace_size<T>(                                       \
+      const Context&, TensorBatch<const T>, std::span<const MatrixBatch<const T>>, Op);            \
+  template Status mode_product_chain<T>(const Context&, TensorBatch<const T>,                      \
+                                        std::span<const MatrixBatch<const T>>, TensorBatch<T>,     \
+                                        Op);                                                       \
+  template std::size_t kron_apply_workspace_size<T>(const Context&, GroupedBatch<const T>,         \
+                                                    const KronApplyOptions&);                      \
+  template Status kron_apply<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>,        \
+                                MatrixBatch<const T>, MatrixBatch<T>, const KronApplyOptions&);    \
+  template Status kron_apply<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>,      \
+                                GroupedBatch<const T>, GroupedBatch<T>, const KronApplyOptions&);  \
+  template Status mode_gram<T>(const Context&, TensorBatch<const T>,                               \
+                               std::span<const MatrixBatch<T>>, const ModeGramOptions&);           \
+  template Status tnt_normalize<T>(const Context&, std::span<const MatrixBatch<T>>, int*);         \
+  template Status kfac_pi_damping<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, \
+                                     double, T*, T*, int*);
 
 CURVKIT_INSTANTIATE_KRON_PUBLIC(float)
 CURVKIT_INSTANTIATE_KRON_PUBLIC(double)

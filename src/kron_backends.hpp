@@ -12,18 +12,21 @@
 #include "curvkit/gemm.hpp"
 #include "curvkit/kron.hpp"
 
-#define CURVKIT_KRON_ENTRY_POINTS(TEMPLATE, T, ARGS)                                              \
-  TEMPLATE Status gemm ARGS(const Context&, Op, Op, T, GroupedBatch<const T>,                     \
-                            GroupedBatch<const T>, T, GroupedBatch<T>);                           \
-  TEMPLATE Status syrk ARGS(const Context&, Op, T, GroupedBatch<const T>, T, GroupedBatch<T>,     \
-                            Fill);                                                                \
-  TEMPLATE Status mode_product ARGS(const Context&, TensorBatch<const T>, int,                    \
-                                    MatrixBatch<const T>, TensorBatch<T>, Op);                    \
-  TEMPLATE Status mode_gram ARGS(const Context&, TensorBatch<const T>,                            \
-                                 std::span<const MatrixBatch<T>>, const ModeGramOptions&);        \
-  TEMPLATE Status tnt_normalize ARGS(const Context&, std::span<const MatrixBatch<T>>, int*);      \
-  TEMPLATE Status kron_apply ARGS(const Context&, GroupedBatch<const T>, GroupedBatch<const T>,   \
-                                  GroupedBatch<const T>, GroupedBatch<T>, const KronApplyOptions&);
+#define CURVKIT_KRON_ENTRY_POINTS(TEMPLATE, T, ARGS)                                            \
+  TEMPLATE Status gemm ARGS(const Context&, Op, Op, T, GroupedBatch<const T>,                   \
+                            GroupedBatch<const T>, T, GroupedBatch<T>);                         \
+  TEMPLATE Status syrk ARGS(const Context&, Op, T, GroupedBatch<const T>, T, GroupedBatch<T>,   \
+                            Fill);                                                              \
+  TEMPLATE Status mode_product ARGS(const Context&, TensorBatch<const T>, int,                  \
+                                    MatrixBatch<const T>, TensorBatch<T>, Op);                  \
+  TEMPLATE Status mode_gram ARGS(const Context&, TensorBatch<const T>,                          \
+                                 std::span<const MatrixBatch<T>>, const ModeGramOptions&);      \
+  TEMPLATE Status tnt_normalize ARGS(const Context&, std::span<const MatrixBatch<T>>, int*);    \
+  TEMPLATE Status kfac_pi_damping ARGS(const Context&, GroupedBatch<const T>,                   \
+                                       GroupedBatch<const T>, double, T*, T*, int*);            \
+  TEMPLATE Status kron_apply ARGS(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, \
+                                  GroupedBatch<const T>, GroupedBatch<T>,                       \
+                                  const KronApplyOptions&);
 
 #define CURVKIT_KRON_NOTHING
 #define CURVKIT_DECLARE_KRON_BACKEND(ns)                                 \
@@ -80,6 +83,11 @@ std::size_t kron_apply_workspace_size(const Context& ctx, GroupedBatch<const T> 
   template <class T>                                                                               \
   Status tnt_normalize(const Context&, std::span<const MatrixBatch<T>>, int*) {                    \
     return Status::not_compiled("tnt_normalize", #ns);                                             \
+  }                                                                                                \
+  template <class T>                                                                               \
+  Status kfac_pi_damping(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, double, T*, \
+                         T*, int*) {                                                               \
+    return Status::not_compiled("kfac_pi_damping", #ns);                                           \
   }                                                                                                \
   template <class T>                                                                               \
   Status kron_apply(const Context&, GroupedBatch<const T>, GroupedBatch<const T>,                  \

@@ -5,6 +5,8 @@
 //   K-FAC apply = the dense solve with (A + lambda I) (x) (G + lambda I), from explicit inverses
 //   (spd potri) and from Cholesky factors (spd potrf)
 //   TNT normalisation: S_i = U_i prod_{j != i} tr(U_j) and tr(U_i)/d_i equal for every i
+//   K-FAC pi damping: the formula in long double, zero / negative / non-finite traces, and
+//   pi <-> 1/pi when the factors swap (shift_a shift_g = lambda throughout)
 // and bad input (shapes, mode out of range, aliasing, workspace).
 //
 // Tolerances are derived: a chain of products of total depth D carries ~D eps(T) relative
@@ -581,6 +583,230 @@ TEST_P(KronTest, TntNormalizationZeroAndNonFinite) {
         EXPECT_TRUE(std::isfinite(s(2, p, q)));
       }
   }
+}
+
+// ---- kfac_pi_damping ------------------------------------------------------------------------
+
+// Pairs of K-FAC factors on a backend: one group per entry of `shapes` (batch, d_A, d_G, padding
+// of ld and stride), diagonals positive and spread over six orders of magnitude (so pi ranges
+// from about 1e-3 to 1e3), off-diagonal entries Gaussian (never read by the op).
+template <class T>
+struct PiPairs {
+  struct Shape {
+    index_t batch, da, dg, pad;
+  };
+  std::vector<Operand<T>> a, g;
+  std::vector<std::unique_ptr<OnBackend<T>>> a_on, g_on;
+  std::vector<MatrixBatch<const T>> av, gv;
+  index_t pairs = 0;
+
+  PiPairs(Backend be, const std::vector<Shape>& shapes, std::mt19937_64& rng) {
+    std::uniform_real_distribution<double> magnitude(-3.0, 3.0), u(0.5, 2.0);
+    for (const Shape& s : shapes) {
+      a.push_back(gaussian<T>(s.batch, s.da, s.da, rng, 1.0, s.pad, 3 * s.pad));
+      g.push_back(gaussian<T>(s.batch, s.dg, s.dg, rng, 1.0, s.pad, 3 * s.pad));
+      for (index_t b = 0; b < s.batch; ++b) {
+        const double scale_a = std::pow(10.0, magnitude(rng)),
+                     scale_g = std::pow(10.0, magnitude(rng));
+        for (index_t i = 0; i < s.da; ++i) a.back()(b, i, i) = T(scale_a * u(rng));
+        for (index_t i = 0; i < s.dg; ++i) g.back()(b, i, i) = T(scale_g * u(rng));
+      }
+      pairs += s.batch;
+    }
+    upload(be);
+  }
+  void upload(Backend be) {
+    a_on.clear();
+    g_on.clear();
+    av.clear();
+    gv.clear();
+    for (std::size_t l = 0; l < a.size(); ++l) {
+      a_on.push_back(std::make_unique<OnBackend<T>>(be, a[l]));
+      g_on.push_back(std::make_unique<OnBackend<T>>(be, g[l]));
+      av.push_back(a_on.back()->cview());
+      gv.push_back(g_on.back()->cview());
+    }
+  }
+  // The formula in long double from the stored values: {shift_a, shift_g, info} per pair.
+  struct Expected {
+    std::vector<double> shift_a, shift_g;
+    std::vector<int> info;
+  };
+  Expected expected(double lambda) const {
+    Expected e;
+    for (std::size_t l = 0; l < a.size(); ++l)
+      for (index_t b = 0; b < a[l].l.batch; ++b) {
+        long double ta = 0, tg = 0;
+        for (index_t i = 0; i < a[l].l.rows; ++i) ta += (long double)a[l](b, i, i);
+        for (index_t i = 0; i < g[l].l.rows; ++i) tg += (long double)g[l](b, i, i);
+        if (a[l].l.rows > 0) ta /= a[l].l.rows;
+        if (g[l].l.rows > 0) tg /= g[l].l.rows;
+        const long double rl = std::sqrt((long double)lambda);
+        if (!std::isfinite(ta) || !std::isfinite(tg)) {
+          e.shift_a.push_back(std::numeric_limits<double>::quiet_NaN());
+          e.shift_g.push_back(std::numeric_limits<double>::quiet_NaN());
+          e.info.push_back(-1);
+          continue;
+        }
+        const bool ok = ta > 0 && tg > 0;
+        const long double pi = ok ? std::sqrt(ta / tg) : 1.0L;
+        e.shift_a.push_back(double(pi * rl));
+        e.shift_g.push_back(double(rl / pi));
+        e.info.push_back(ok ? 0 : 1);
+      }
+    return e;
+  }
+};
+
+// The op's outputs on a backend: shift_a, shift_g and info, poisoned before the call.
+template <class T>
+struct PiOutputs {
+  Buffer<T> shift_a, shift_g;
+  IntsOnBackend info;
+  index_t pairs;
+  PiOutputs(Backend be, index_t n)
+      : shift_a(be, std::vector<T>(std::size_t(std::max<index_t>(n, 1)),
+                                   std::numeric_limits<T>::quiet_NaN())),
+        shift_g(be, std::vector<T>(std::size_t(std::max<index_t>(n, 1)),
+                                   std::numeric_limits<T>::quiet_NaN())),
+        info(be, n),
+        pairs(n) {}
+  std::vector<double> get(const Buffer<T>& b) const {
+    std::vector<double> v;
+    for (T x : b.download()) v.push_back(double(x));
+    v.resize(std::size_t(pairs));
+    return v;
+  }
+};
+
+template <class T>
+void expect_shifts(const std::vector<double>& got, const std::vector<double>& want, double tol,
+                   const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(want[i])) {
+      EXPECT_TRUE(std::isnan(got[i])) << what << " pair " << i << ": " << got[i];
+      continue;
+    }
+    EXPECT_LE(std::fabs(got[i] - want[i]), tol * std::fabs(want[i]))
+        << what << " pair " << i << ": " << got[i] << " vs " << want[i];
+  }
+}
+
+template <class T>
+void check_pi_damping(Backend be, std::mt19937_64& rng, const std::string& trace) {
+  SCOPED_TRACE(trace + (sizeof(T) == 4 ? ", float" : ", double"));
+  // Batch 1 (a layer), batch 3 with a 1 x 1 factor and padding, an empty group, and factors
+  // longer than a warp; 40 groups in all so that the 32-group chunks of the backends split.
+  std::vector<typename PiPairs<T>::Shape> shapes = {
+      {1, 5, 3, 0}, {3, 1, 7, 2}, {0, 4, 4, 0}, {2, 40, 33, 1}};
+  for (int l = 0; l < 36; ++l) shapes.push_back({1, 2 + l % 5, 1 + l % 3, index_t(l % 2)});
+  PiPairs<T> p(be, shapes, rng);
+  const double lambda = 0.3;
+  const Context c = context_for(be);
+  PiOutputs<T> out(be, p.pairs);
+  ASSERT_TRUE(kfac_pi_damping<T>(c, p.av, p.gv, lambda, out.shift_a.data(), out.shift_g.data(),
+                                 out.info.data())
+                  .ok());
+  ASSERT_TRUE(synchronize(c).ok());
+  const auto want = p.expected(lambda);
+  // Traces of positive entries in double (relative error <= d eps(double)), then one rounding
+  // to T: a few eps(T).
+  const double tol = 4 * eps<T>() + 1e-13;
+  const auto sa = out.get(out.shift_a), sg = out.get(out.shift_g);
+  EXPECT_EQ(out.info.get(), want.info);
+  expect_shifts<T>(sa, want.shift_a, tol, "shift_a");
+  expect_shifts<T>(sg, want.shift_g, tol, "shift_g");
+  for (std::size_t i = 0; i < sa.size(); ++i)
+    EXPECT_NEAR(sa[i] * sg[i], lambda, 3 * tol * lambda) << "pair " << i;
+  // a and g swapped: pi becomes 1/pi, so the two shifts trade places.
+  PiOutputs<T> swapped(be, p.pairs);
+  ASSERT_TRUE(kfac_pi_damping<T>(c, p.gv, p.av, lambda, swapped.shift_a.data(),
+                                 swapped.shift_g.data(), swapped.info.data())
+                  .ok());
+  ASSERT_TRUE(synchronize(c).ok());
+  EXPECT_EQ(swapped.info.get(), want.info);
+  expect_shifts<T>(swapped.get(swapped.shift_a), sg, 2 * tol, "swapped shift_a");
+  expect_shifts<T>(swapped.get(swapped.shift_g), sa, 2 * tol, "swapped shift_g");
+}
+
+TEST_P(KronTest, KfacPiDampingFollowsItsFormula) {
+  check_pi_damping<float>(backend(), rng_, trace());
+  check_pi_damping<double>(backend(), rng_, trace());
+}
+
+TEST_P(KronTest, KfacPiDampingZeroAndNonFiniteTraces) {
+  // Pairs: fine; A with a zero diagonal; G with a negative trace; A with a NaN; G with an Inf;
+  // lambda 2.
+  using T = float;
+  PiPairs<T> p(backend(), {{5, 4, 3, 1}}, rng_);
+  for (index_t i = 0; i < 4; ++i) p.a[0](1, i, i) = 0;
+  for (index_t i = 0; i < 3; ++i) p.g[0](2, i, i) = -1;
+  p.a[0](3, 2, 2) = std::numeric_limits<T>::quiet_NaN();
+  p.g[0](4, 0, 0) = std::numeric_limits<T>::infinity();
+  p.upload(backend());
+  const double lambda = 2.0;
+  const Context c = ctx();
+  PiOutputs<T> out(backend(), p.pairs);
+  ASSERT_TRUE(kfac_pi_damping<T>(c, p.av, p.gv, lambda, out.shift_a.data(), out.shift_g.data(),
+                                 out.info.data())
+                  .ok());
+  ASSERT_TRUE(synchronize(c).ok());
+  EXPECT_EQ(out.info.get(), (std::vector<int>{0, 1, 1, -1, -1})) << trace();
+  const auto sa = out.get(out.shift_a), sg = out.get(out.shift_g);
+  const auto want = p.expected(lambda);
+  expect_shifts<T>(sa, want.shift_a, 4 * eps<T>(), "shift_a");
+  expect_shifts<T>(sg, want.shift_g, 4 * eps<T>(), "shift_g");
+  for (index_t i : {1, 2}) {  // pi = 1: both shifts sqrt(lambda)
+    EXPECT_FLOAT_EQ(float(sa[std::size_t(i)]), std::sqrt(2.0f));
+    EXPECT_FLOAT_EQ(float(sg[std::size_t(i)]), std::sqrt(2.0f));
+  }
+  for (index_t i : {3, 4}) {
+    EXPECT_TRUE(std::isnan(sa[std::size_t(i)]));
+    EXPECT_TRUE(std::isnan(sg[std::size_t(i)]));
+  }
+  // lambda = 0: shifts 0 (pi still computed, info 0 for the fine pair).
+  PiOutputs<T> zero(backend(), p.pairs);
+  ASSERT_TRUE(kfac_pi_damping<T>(c, p.av, p.gv, 0.0, zero.shift_a.data(), zero.shift_g.data(),
+                                 zero.info.data())
+                  .ok());
+  ASSERT_TRUE(synchronize(c).ok());
+  EXPECT_EQ(zero.get(zero.shift_a)[0], 0.0);
+  EXPECT_EQ(zero.get(zero.shift_g)[0], 0.0);
+}
+
+TEST_P(KronTest, KfacPiDampingRejectsBadInput) {
+  using T = double;
+  PiPairs<T> p(backend(), {{2, 3, 4, 0}, {1, 2, 2, 0}}, rng_);
+  const Context c = ctx();
+  PiOutputs<T> out(backend(), p.pairs);
+  T *sa = out.shift_a.data(), *sg = out.shift_g.data();
+  int* info = out.info.data();
+  auto expect_invalid = [&](Status st, const char* needle) {
+    EXPECT_EQ(st.code(), StatusCode::invalid_argument) << st.to_string();
+    EXPECT_NE(st.message().find(needle), std::string::npos) << st.message();
+  };
+  expect_invalid(
+      kfac_pi_damping<T>(c, p.av, GroupedBatch<const T>(p.gv.data(), 1), 1.0, sa, sg, info),
+      "same number of groups");
+  auto bad = p.gv;
+  bad[1].batch = 2;
+  expect_invalid(kfac_pi_damping<T>(c, p.av, bad, 1.0, sa, sg, info), "g_factors[1]");
+  bad = p.av;
+  bad[0].cols = 2;
+  expect_invalid(kfac_pi_damping<T>(c, bad, p.gv, 1.0, sa, sg, info), "a_factors[0]");
+  expect_invalid(kfac_pi_damping<T>(c, p.av, p.gv, -1.0, sa, sg, info), "lambda");
+  expect_invalid(kfac_pi_damping<T>(c, p.av, p.gv, std::nan(""), sa, sg, info), "lambda");
+  expect_invalid(kfac_pi_damping<T>(c, p.av, p.gv, 1.0, nullptr, sg, info), "shift_a");
+  expect_invalid(kfac_pi_damping<T>(c, p.av, p.gv, 1.0, sa, sg, nullptr), "info");
+  expect_invalid(kfac_pi_damping<T>(c, p.av, p.gv, 1.0, sa, sa + 1, info), "overlaps");
+  T* on_factor = const_cast<T*>(p.av[0].data);
+  expect_invalid(kfac_pi_damping<T>(c, p.av, p.gv, 1.0, on_factor, sg, info), "overlaps");
+  // Nothing was written.
+  EXPECT_EQ(out.info.get(), std::vector<int>(std::size_t(p.pairs), -777));
+  for (double x : out.get(out.shift_a)) EXPECT_TRUE(std::isnan(x));
+  // No pairs at all: nothing to do, null outputs allowed.
+  EXPECT_TRUE(kfac_pi_damping<T>(c, {}, {}, 1.0, nullptr, nullptr, nullptr).ok());
 }
 
 TEST_P(KronTest, BadInputIsRejected) {

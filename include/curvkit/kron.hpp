@@ -30,8 +30,23 @@
 //                     t = tr(S_i) (the same for every i in exact arithmetic; the mean of the K
 //                     traces is used).  Afterwards tr(U_i)/d_i = c0 for every i and
 //                     S_i = U_i prod_{j != i} tr(U_j).
+// kfac_pi_damping     K-FAC's factored Tikhonov damping with the pi split (thesis Alg. 12;
+//                     docs/optimizer-spec.md §3, §9.2): for the Kronecker factors A (d_A x d_A,
+//                     K-FAC's Omega) and G (d_G x d_G, Gamma) of one layer and a damping lambda,
+//                       t_A = tr(A) / d_A,  t_G = tr(G) / d_G,  pi = sqrt(t_A / t_G),
+//                       shift_a = pi sqrt(lambda),  shift_g = sqrt(lambda) / pi,
+//                     so that (A + shift_a I) (x) (G + shift_g I) = A (x) G
+//                     + sqrt(lambda) (pi I (x) G + A (x) I / pi) + lambda I, with pi the ratio of
+//                     the factors' mean eigenvalues.  Only the diagonals are read; the traces
+//                     are summed and divided in double (long double in the reference) and each
+//                     shift rounded to T once.  The shifts stay on the backend (no host sync),
+//                     ready for elementwise.hpp's add_diagonal before spd potri / potrf.
+//                     flops d_A + d_G (the two traces); bytes the two diagonals.
 //
-// Failures: tnt_normalize writes info[b] = 1 (matrices left unchanged) when t <= 0 (a variable
+// Failures: kfac_pi_damping writes info[b] = 1 with pi = 1 (both shifts sqrt(lambda): damping
+// alone defines the block) when t_A <= 0 or t_G <= 0 (a layer whose inputs or output gradients
+// were always zero), and info[b] = -1 with NaN shifts when a trace is NaN/Inf; info 0 otherwise.
+// tnt_normalize writes info[b] = 1 (matrices left unchanged) when t <= 0 (a variable
 // whose gradient was always zero: its statistics are zero, damping alone defines its
 // preconditioner) and info[b] = -1 with NaN outputs when a trace is NaN/Inf.  The other ops
 // have no numerical failure modes: NaN/Inf in an input reaches the outputs it touches.
@@ -117,5 +132,18 @@ Status mode_gram(const Context& ctx, TensorBatch<const T> x, std::span<const Mat
 /// matrix is scaled.  info has batch entries.
 template <class T>
 Status tnt_normalize(const Context& ctx, std::span<const MatrixBatch<T>> grams, int* info);
+
+/// K-FAC's pi-split damping shifts (see the top of this header) for every pair of Kronecker
+/// factors: group l pairs a_factors[l] with g_factors[l] (the same batch; square matrices of
+/// any sizes), matrix b of group l pairs a_factors[l](b) with g_factors[l](b).  shift_a,
+/// shift_g and info have one entry per pair, flat in group order (group 0's matrices first):
+/// a network passes one group of batch 1 per layer and gets shift_a[l], shift_g[l] for layer l.
+/// lambda must be finite and >= 0.  Only the diagonals of the factors are read; an empty
+/// factor (d = 0) counts as a zero trace.  shift_a and shift_g must not overlap each other or
+/// a factor.
+template <class T>
+Status kfac_pi_damping(const Context& ctx, GroupedBatch<const T> a_factors,
+                       GroupedBatch<const T> g_factors, double lambda, T* shift_a, T* shift_g,
+                       int* info);
 
 }  // namespace curvkit

@@ -34,6 +34,8 @@
 //   and scales the off-diagonal elements; pass 2 (a warp per variable) recomputes them from
 //   the still untouched diagonals, writes info and scales the diagonals.  The traces are warp
 //   sums in double in a fixed order, so both passes derive the same scales bit for bit.
+// kfac_pi_damping: a warp per pair of factors, both diagonals summed in double by warp_sum (a
+//   fixed order); up to kPiGroups groups per launch, their views passed by value.
 // kron_apply:
 //   fused      one block per matrix: grad and one factor in shared memory (opt-in beyond
 //              48 KB).  Inverse form for d_out, d_in <= 64: grad A^{-1} in registers, then
@@ -55,6 +57,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <limits>
 #include <mutex>
@@ -80,6 +83,8 @@ constexpr index_t kFusedMinBatch = 4;  // fused Cholesky form beyond 64: batches
 constexpr int kTntMax = 16;            // most matrices per variable in tnt_normalize
 constexpr int kTntRows = 32;           // rows (of all K matrices of a variable) per pass-1 block
 constexpr int kTntThreads = 256;
+constexpr int kPiGroups = 32;  // groups per kfac_pi_damping launch (kernel parameters < 4 KB)
+constexpr int kPiThreads = 256;
 
 // ---- device code ------------------------------------------------------------------------------
 
@@ -492,6 +497,51 @@ __global__ void __launch_bounds__(kTntThreads)
       v = code == 0 ? T(double(v) * si) : nan;
     }
   }
+}
+
+// ---- kfac_pi_damping ------------------------------------------------------------------------
+
+template <class T>
+struct PiJob {
+  MatrixBatch<const T> a[kPiGroups], g[kPiGroups];
+  index_t first[kPiGroups + 1];  // pair first[l] + b is matrix b of group l
+  int groups;
+  double root_lambda;
+  T *shift_a, *shift_g;
+  int* info;
+};
+
+// Mean diagonal entry of matrix b of f (0 for an empty matrix), the same value in every lane.
+template <class T>
+__device__ double mean_diagonal(const MatrixBatch<const T>& f, index_t b) {
+  const int lane = threadIdx.x % 32;
+  const T* p = f.data + b * f.stride;
+  double t = 0;
+  for (index_t i = lane; i < f.rows; i += 32) t += double(p[i * (f.ld + 1)]);
+  t = warp_sum(t);
+  return f.rows == 0 ? t : t / double(f.rows);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kPiThreads)
+    pi_damping_kernel(const PiJob<T> job, index_t first_pair) {
+  const index_t i = first_pair + index_t(blockIdx.x) * (kPiThreads / 32) + threadIdx.x / 32;
+  if (i >= job.first[job.groups]) return;  // warp-uniform
+  int l = 0;
+  while (i >= job.first[l + 1]) ++l;
+  const index_t b = i - job.first[l];
+  const double t_a = mean_diagonal(job.a[l], b), t_g = mean_diagonal(job.g[l], b);
+  if (threadIdx.x % 32 != 0) return;
+  if (!isfinite(t_a) || !isfinite(t_g)) {
+    job.info[i] = -1;
+    job.shift_a[i] = job.shift_g[i] = std::numeric_limits<T>::quiet_NaN();
+    return;
+  }
+  const bool ok = t_a > 0 && t_g > 0;
+  const double pi = ok ? sqrt(t_a / t_g) : 1.0;
+  job.info[i] = ok ? 0 : 1;
+  job.shift_a[i] = T(pi * job.root_lambda);
+  job.shift_g[i] = T(job.root_lambda / pi);
 }
 
 // ---- host side --------------------------------------------------------------------------------
@@ -933,6 +983,45 @@ Status tnt_normalize(const Context& ctx, std::span<const MatrixBatch<T>> grams, 
   for (index_t first = 0; first < blocks; first += kMaxGrid) {
     tnt_diag_kernel<T><<<grid_of(blocks - first), kTntThreads, 0, st>>>(job, batch, first);
     if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return finish(op, e);
+  }
+  return finish(op, cudaSuccess);
+}
+
+template <class T>
+Status kfac_pi_damping(const Context& ctx, GroupedBatch<const T> a_factors,
+                       GroupedBatch<const T> g_factors, double lambda, T* shift_a, T* shift_g,
+                       int* info) {
+  const char* op = "kfac_pi_damping";
+  const std::size_t groups = a_factors.size();
+  if (total_batch(a_factors) == 0) return Status::success();
+  for (std::size_t l = 0; l < groups; ++l) {
+    CURVKIT_RETURN_IF_ERROR(check_group(op, a_factors[l], "a_factors", groups, l));
+    CURVKIT_RETURN_IF_ERROR(check_group(op, g_factors[l], "g_factors", groups, l));
+  }
+  CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, shift_a, "shift_a"));
+  CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, shift_g, "shift_g"));
+  CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, info, "info"));
+  const cudaStream_t st = stream_of(ctx);
+  index_t out = 0;
+  for (std::size_t g0 = 0; g0 < groups; g0 += kPiGroups) {
+    PiJob<T> job{};
+    job.groups = int(std::min<std::size_t>(kPiGroups, groups - g0));
+    job.root_lambda = std::sqrt(lambda);
+    for (int l = 0; l < job.groups; ++l) {
+      job.a[l] = a_factors[g0 + std::size_t(l)];
+      job.g[l] = g_factors[g0 + std::size_t(l)];
+      job.first[l + 1] = job.first[l] + job.a[l].batch;
+    }
+    job.shift_a = shift_a + out;
+    job.shift_g = shift_g + out;
+    job.info = info + out;
+    const index_t pairs = job.first[job.groups], per = kPiThreads / 32;
+    const index_t blocks = (pairs + per - 1) / per;
+    for (index_t first = 0; first < blocks; first += kMaxGrid) {
+      pi_damping_kernel<T><<<grid_of(blocks - first), kPiThreads, 0, st>>>(job, first * per);
+      if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return finish(op, e);
+    }
+    out += pairs;
   }
   return finish(op, cudaSuccess);
 }

@@ -12,7 +12,8 @@
 // blocked triangular solve over blocks of columns, then one over blocks of rows, their
 // off-diagonal updates through gemm_block.  On a GPU execution space each work item is one
 // thread: correct, but the native CUDA backend is the fast path there.  Grouped calls launch
-// once per group.
+// once per group, except kfac_pi_damping: one launch per kPiGroups groups, a work item per pair
+// of factors (two diagonal sums in double).
 #include <algorithm>
 #include <cmath>
 
@@ -326,6 +327,41 @@ struct TntNormalize {
   }
 };
 
+// kfac_pi_damping over up to kPiGroups groups: work item i is pair i of the chunk, pair
+// first[l] + b being matrix b of group l; the outputs start at the chunk's `out` offset.
+constexpr int kPiGroups = 32;
+
+template <class T>
+struct PiDamping {
+  MatrixBatch<const T> a[kPiGroups], g[kPiGroups];
+  index_t first[kPiGroups + 1];
+  int groups;
+  double root_lambda;
+  T *shift_a, *shift_g;
+  int* info;
+  KOKKOS_INLINE_FUNCTION static double mean_diagonal(const MatrixBatch<const T>& f, index_t b) {
+    double t = 0;
+    for (index_t i = 0; i < f.rows; ++i) t += double(f(b, i, i));
+    return f.rows == 0 ? t : t / double(f.rows);
+  }
+  KOKKOS_INLINE_FUNCTION void operator()(index_t i) const {
+    int l = 0;
+    while (i >= first[l + 1]) ++l;
+    const index_t b = i - first[l];
+    const double t_a = mean_diagonal(a[l], b), t_g = mean_diagonal(g[l], b);
+    if (!(t_a - t_a == 0) || !(t_g - t_g == 0)) {  // NaN or +-Inf
+      info[i] = -1;
+      shift_a[i] = shift_g[i] = device::quiet_nan<T>();
+      return;
+    }
+    const bool ok = t_a > 0 && t_g > 0;
+    const double pi = ok ? std::sqrt(t_a / t_g) : 1.0;
+    info[i] = ok ? 0 : 1;
+    shift_a[i] = T(pi * root_lambda);
+    shift_g[i] = T(root_lambda / pi);
+  }
+};
+
 template <class T>
 index_t batch_stride(const MatrixBatch<T>& v) {
   return v.batch == 1 ? 0 : v.stride;
@@ -463,6 +499,31 @@ Status tnt_normalize(const Context& ctx, std::span<const MatrixBatch<T>> grams, 
   for (int i = 0; i < f.order; ++i) f.s[i] = grams[static_cast<std::size_t>(i)];
   f.info = info;
   for_each_index(exec_space(ctx), "curvkit::tnt_normalize", grams[0].batch, f);
+  return Status::success();
+}
+
+template <class T>
+Status kfac_pi_damping(const Context& ctx, GroupedBatch<const T> a_factors,
+                       GroupedBatch<const T> g_factors, double lambda, T* shift_a, T* shift_g,
+                       int* info) {
+  const ExecSpace space = exec_space(ctx);
+  index_t out = 0;
+  for (std::size_t g0 = 0; g0 < a_factors.size(); g0 += kPiGroups) {
+    PiDamping<T> f{};
+    f.groups = int(std::min<std::size_t>(kPiGroups, a_factors.size() - g0));
+    f.root_lambda = std::sqrt(lambda);
+    f.first[0] = 0;
+    for (int l = 0; l < f.groups; ++l) {
+      f.a[l] = a_factors[g0 + std::size_t(l)];
+      f.g[l] = g_factors[g0 + std::size_t(l)];
+      f.first[l + 1] = f.first[l] + f.a[l].batch;
+    }
+    f.shift_a = shift_a + out;
+    f.shift_g = shift_g + out;
+    f.info = info + out;
+    for_each_index(space, "curvkit::kfac_pi_damping", f.first[f.groups], f);
+    out += f.first[f.groups];
+  }
   return Status::success();
 }
 
