@@ -1,0 +1,350 @@
+// K-FAC in the optimizer layer (curvkit/optim/kfac.hpp; docs/optimizer-spec.md §3).
+//
+// State per K-FAC layer l (L of them), each in one backend allocation per kind:
+//   factors    Omega_l (d_A x d_A) for every l, then Gamma_l (d_G x d_G): 2L matrices, lower
+//              triangles (the EMA of syrk with Fill::lower; nothing reads the upper ones)
+//   inverses   H_Omega_l, H_Gamma_l in the same order (potri's full inverses or potrf's factors)
+//   momentum   M~_l = [M_W | m_b], d_out x d_A, then one momentum tensor per vector layer
+//   direction  P~_l, d_out x d_A
+//   shifts     shift_a[0..L), shift_g[0..L) (kfac_pi_damping), laid out like the factors so that
+//              one add_diagonal over all 2L copies adds each its own shift
+//   info       kfac_pi_damping's (L) and potri's / potrf's (2L)
+// The bias column of M~ and P~ is reached through strided views (d_out x 1, ld = d_A), and the
+// trainer's 1 x d_out b and db through d_out x 1 views of their contiguous row; no gather.
+//
+// Launches per step: statistics steps one grouped syrk per distinct scale (1/m for Omega,
+// 1/(m S) for Gamma: one call for an MLP, 1 + the number of distinct S for a CNN); refresh steps
+// kfac_pi_damping, one axpby copy, one add_diagonal and one potri / potrf over all 2L factors;
+// every step two axpby for the momentum (W parts with the vector layers, then the bias columns:
+// the elementwise family rejects outputs whose memory spans interleave, as a W part and the bias
+// column of one buffer do), one grouped kron_apply and one axpby for the update.
+#include "curvkit/optim/kfac.hpp"
+
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "curvkit/elementwise.hpp"
+#include "curvkit/gemm.hpp"
+#include "tensors.hpp"
+
+namespace curvkit::optim {
+namespace {
+
+using detail::layer_name;
+
+template <class T>
+MatrixBatch<T> square(index_t n) {
+  return {nullptr, 1, n, n, n, n * n};
+}
+
+// A 1 x n row (contiguous) seen as an n x 1 column.
+template <class T>
+MatrixBatch<T> as_column(const MatrixBatch<T>& row) {
+  return {row.data, 1, row.cols, 1, 1, row.cols};
+}
+
+Status check_options(const KfacOptions& o) {
+  const char* op = "kfac init";
+  auto finite = [](double x) { return std::isfinite(x); };
+  if (!finite(o.lr) || !finite(o.weight_decay))
+    return Status::invalid_argument(op, "options.lr and options.weight_decay must be finite");
+  if (!(o.damping >= 0) || !finite(o.damping))
+    return Status::invalid_argument(op, "options.damping must be finite and >= 0");
+  if (!(o.momentum >= 0 && o.momentum < 1) || !(o.stat_decay >= 0 && o.stat_decay < 1))
+    return Status::invalid_argument(op,
+                                    "options.momentum and options.stat_decay must be in [0, 1)");
+  if (o.t1 < 1 || o.t2 < 1)
+    return Status::invalid_argument(op, "options.t1 and options.t2 must be >= 1");
+  if (o.form != KronFactor::inverse && o.form != KronFactor::cholesky)
+    return Status::invalid_argument(op, "options.form is not a KronFactor value");
+  if (o.policy != NonSpdPolicy::report && o.policy != NonSpdPolicy::shift)
+    return Status::invalid_argument(op, "options.policy is not a NonSpdPolicy value");
+  return Status::success();
+}
+
+template <class T>
+class Kfac final : public Optimizer<T> {
+ public:
+  explicit Kfac(const KfacOptions& o) : o_(o) { this->lr_ = o.lr; }
+  std::string_view name() const override { return "kfac"; }
+
+  Needs needs() const override {
+    Needs n;
+    if (o_.t1 >= 1 && this->k_ % o_.t1 == 0) {  // (t1 is checked by init)
+      n.a = true;
+      (o_.empirical ? n.g : n.g_sampled) = true;
+    }
+    return n;
+  }
+
+  Status init(const Context& ctx, std::span<const LayerView<T>> layers) override {
+    initialised_ = false;
+    CURVKIT_OPTIM_RETURN(check_options(o_));
+    CURVKIT_OPTIM_RETURN(detail::collect("kfac init", layers, &now_));
+    shapes_ = now_.params;
+    kinds_.clear();
+    kfac_.clear();
+    vector_.clear();
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const LayerView<T>& x = layers[l];
+      kinds_.push_back(x.kind);
+      if (x.kind == LayerKind::vector) {
+        vector_.push_back(l);
+        continue;
+      }
+      if (x.kind != LayerKind::linear && x.kind != LayerKind::conv2d)
+        return Status::invalid_argument("kfac init",
+                                        layer_name(l, "kind") + " is not a LayerKind value");
+      if (x.kind == LayerKind::conv2d && x.c_in > 0 && x.c_in * x.kh * x.kw != x.w.cols)
+        return Status::invalid_argument(
+            "kfac init", layer_name(l, "w") + ".cols must be c_in kh kw for a conv2d layer");
+      kfac_.push_back({l, x.w.rows, x.w.cols, x.b.data != nullptr});
+    }
+    const std::size_t nl = kfac_.size();
+    std::vector<MatrixBatch<T>> factor_shapes(2 * nl), moment_shapes, direction_shapes;
+    for (std::size_t i = 0; i < nl; ++i) {
+      const KfacLayer& k = kfac_[i];
+      factor_shapes[i] = square<T>(k.d_a());
+      factor_shapes[nl + i] = square<T>(k.d_out);
+      moment_shapes.push_back({nullptr, 1, k.d_out, k.d_a(), k.d_a(), k.d_out * k.d_a()});
+    }
+    direction_shapes = moment_shapes;
+    for (std::size_t v : vector_) moment_shapes.push_back(layers[v].w);
+    CURVKIT_OPTIM_RETURN(factors_.allocate(ctx, factor_shapes));
+    CURVKIT_OPTIM_RETURN(inverses_.allocate(ctx, factor_shapes));
+    CURVKIT_OPTIM_RETURN(momentum_.allocate(ctx, moment_shapes));
+    CURVKIT_OPTIM_RETURN(direction_.allocate(ctx, direction_shapes));
+    shifts_ = BackendArray<T>(ctx, 2 * nl);
+    pi_info_ = BackendArray<int>(ctx, nl);
+    spd_info_ = BackendArray<int>(ctx, 2 * nl);
+    for (const Status* s : {&shifts_.status(), &pi_info_.status(), &spd_info_.status()})
+      CURVKIT_OPTIM_RETURN(*s);
+    // kron_apply's scratch (the CUDA backend's intermediate for large layers), owned here.
+    const std::vector<MatrixBatch<const T>> m_full = full_momentum();
+    KronApplyOptions ko;
+    ko.form = o_.form;
+    workspace_bytes_ = nl == 0 ? 0 : kron_apply_workspace_size<T>(ctx, m_full, ko);
+    workspace_ = BackendArray<T>(ctx, (workspace_bytes_ + sizeof(T) - 1) / sizeof(T));
+    CURVKIT_OPTIM_RETURN(workspace_.status());
+    // Zeros everywhere: the momentum starts at 0, and the factors' upper triangles (never
+    // written by syrk, copied along with the lower ones) are defined.
+    CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, factors_.views));
+    CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, inverses_.views));
+    CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, momentum_.views));
+    backend_ = ctx.backend();
+    statistics_seen_ = false;
+    initialised_ = true;
+    return Status::success();
+  }
+
+  Status step(const Context& ctx, std::span<const LayerView<T>> layers) override {
+    const char* op = "kfac step";
+    if (!initialised_) return Status::invalid_argument(op, "init() was not called");
+    if (ctx.backend() != backend_)
+      return Status::invalid_argument(op, "ctx names another backend than init() was given");
+    CURVKIT_OPTIM_RETURN(detail::collect(op, layers, &now_));
+    CURVKIT_OPTIM_RETURN(detail::same_shapes(op, now_.params, shapes_));
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      if (l >= kinds_.size() || layers[l].kind != kinds_[l])
+        return Status::invalid_argument(op, layer_name(l, "kind") + " differs from init()'s");
+    for (const KfacLayer& k : kfac_)
+      if ((layers[k.layer].b.data != nullptr) != k.bias)
+        return Status::invalid_argument(
+            op, layer_name(k.layer, "b") + " must be present iff it was at init()");
+    const std::size_t nl = kfac_.size();
+    const bool statistics = this->k_ % o_.t1 == 0, refresh = this->k_ % o_.t2 == 0;
+
+    // Everything is checked and every view built before the first launch: a refused step
+    // changes nothing.
+    std::vector<Bucket> buckets;
+    if (statistics && nl > 0) CURVKIT_OPTIM_RETURN(statistics_calls(layers, &buckets));
+    Updates u = update_views(layers);
+
+    if (!buckets.empty()) {
+      // Omega <- beta Omega + (1 - beta)/m a^T a, Gamma <- beta Gamma + (1 - beta)/(m S) g^T g;
+      // the first time beta = 0 (the factors are the first batch's, not (1 - beta) of them).
+      const double beta = statistics_seen_ ? o_.stat_decay : 0.0;
+      for (const Bucket& b : buckets)
+        CURVKIT_OPTIM_RETURN(
+            syrk<T>(ctx, Op::trans, T((1.0 - beta) * b.scale), b.x, T(beta), b.c, Fill::lower));
+      statistics_seen_ = true;
+    }
+    if (refresh && nl > 0) CURVKIT_OPTIM_RETURN(refresh_preconditioners(ctx));
+    // M~ <- [dW | db] + mu M~ (W parts and vector layers, then the bias columns).
+    CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, u.grad_w, o_.momentum, cviews(u.moment_w), u.moment_w));
+    if (!u.grad_b.empty())
+      CURVKIT_OPTIM_RETURN(
+          axpby<T>(ctx, 1.0, u.grad_b, o_.momentum, cviews(u.moment_b), u.moment_b));
+    if (nl > 0) {
+      // P~ = H_Gamma M~ H_Omega.
+      Context c = ctx;
+      if (workspace_bytes_ > 0) c.set_workspace(workspace_.data(), workspace_bytes_);
+      const auto& h = inverses_.views;
+      const std::vector<MatrixBatch<const T>> h_omega(h.begin(), h.begin() + std::ptrdiff_t(nl)),
+          h_gamma(h.begin() + std::ptrdiff_t(nl), h.end());
+      KronApplyOptions ko;
+      ko.form = o_.form;
+      CURVKIT_OPTIM_RETURN(
+          kron_apply<T>(c, h_gamma, h_omega, full_momentum(), direction_.views, ko));
+    }
+    // W~ <- (1 - lr wd) W~ - lr P~ (vector layers: - lr m).
+    const double lr = this->lr_;
+    CURVKIT_OPTIM_RETURN(
+        axpby<T>(ctx, -lr, u.step, 1.0 - lr * o_.weight_decay, cviews(u.param), u.param));
+    ++this->k_;
+    return Status::success();
+  }
+
+ private:
+  struct KfacLayer {
+    std::size_t layer;
+    index_t d_out, d_in;
+    bool bias;
+    index_t d_a() const { return d_in + (bias ? 1 : 0); }
+  };
+  // One grouped syrk: the factors whose statistic has the same scale.
+  struct Bucket {
+    double scale;
+    std::vector<MatrixBatch<const T>> x;
+    std::vector<MatrixBatch<T>> c;
+  };
+  // The views of the momentum and update calls.
+  struct Updates {
+    std::vector<MatrixBatch<const T>> grad_w, grad_b, step;
+    std::vector<MatrixBatch<T>> moment_w, moment_b, param;
+  };
+
+  static std::vector<MatrixBatch<const T>> cviews(const std::vector<MatrixBatch<T>>& v) {
+    return std::vector<MatrixBatch<const T>>(v.begin(), v.end());
+  }
+
+  std::vector<MatrixBatch<const T>> full_momentum() const {
+    return std::vector<MatrixBatch<const T>>(
+        momentum_.views.begin(), momentum_.views.begin() + std::ptrdiff_t(kfac_.size()));
+  }
+
+  // Checks a and g (g_sampled) of every K-FAC layer and groups the 2L syrk calls by scale.
+  Status statistics_calls(std::span<const LayerView<T>> layers, std::vector<Bucket>* out) const {
+    const char* op = "kfac step";
+    const char* g_name = o_.empirical ? "g" : "g_sampled";
+    const std::size_t nl = kfac_.size();
+    auto add = [out](double scale, MatrixBatch<const T> x, MatrixBatch<T> c) {
+      for (Bucket& b : *out)
+        if (b.scale == scale) {
+          b.x.push_back(x);
+          b.c.push_back(c);
+          return;
+        }
+      out->push_back({scale, {x}, {c}});
+    };
+    for (std::size_t i = 0; i < nl; ++i) {
+      const KfacLayer& k = kfac_[i];
+      const LayerView<T>& x = layers[k.layer];
+      const MatrixBatch<const T>& a = x.a;
+      const MatrixBatch<const T>& g = o_.empirical ? x.g : x.g_sampled;
+      const std::string why = " (needs() asks for it on statistics steps, k % t1 == 0)";
+      if (x.m < 1)
+        return Status::invalid_argument(op, layer_name(k.layer, "m") + " must be >= 1" + why);
+      if (a.data == nullptr || a.batch != 1 || a.cols != k.d_a() || a.ld < a.cols || a.rows < x.m ||
+          a.rows % x.m != 0)
+        return Status::invalid_argument(
+            op, layer_name(k.layer, "a") + " must be one (m S) x " + std::to_string(k.d_a()) +
+                    " matrix (d_in" + (k.bias ? " + 1: the trailing column of ones" : "") + ")" +
+                    why);
+      if (g.data == nullptr || g.batch != 1 || g.rows != a.rows || g.cols != k.d_out ||
+          g.ld < g.cols)
+        return Status::invalid_argument(
+            op, layer_name(k.layer, g_name) + " must be one " + std::to_string(a.rows) + " x " +
+                    std::to_string(k.d_out) + " matrix (a.rows x d_out)" + why);
+      // Omega: sum over positions, mean over samples; Gamma: mean over both (KFC, thesis (3.9)).
+      add(1.0 / double(x.m), a, factors_.views[i]);
+      add(1.0 / double(a.rows), g, factors_.views[nl + i]);
+    }
+    return Status::success();
+  }
+
+  Updates update_views(std::span<const LayerView<T>> layers) const {
+    Updates u;
+    for (std::size_t i = 0; i < kfac_.size(); ++i) {
+      const KfacLayer& k = kfac_[i];
+      const LayerView<T>& x = layers[k.layer];
+      const MatrixBatch<T>& m = momentum_.views[i];
+      const MatrixBatch<T>& p = direction_.views[i];
+      const index_t ld = k.d_a();
+      // The W part (d_out x d_in, ld d_A) and the bias column (d_out x 1 at column d_in).
+      const MatrixBatch<T> m_w{m.data, 1, k.d_out, k.d_in, ld, m.stride};
+      const MatrixBatch<T> p_w{p.data, 1, k.d_out, k.d_in, ld, p.stride};
+      u.grad_w.push_back(x.dw);
+      u.moment_w.push_back(m_w);
+      u.step.push_back(p_w);
+      u.param.push_back(x.w);
+      if (!k.bias) continue;
+      const MatrixBatch<T> m_b{m.data + k.d_in, 1, k.d_out, 1, ld, m.stride};
+      const MatrixBatch<T> p_b{p.data + k.d_in, 1, k.d_out, 1, ld, p.stride};
+      u.grad_b.push_back(as_column(x.db));
+      u.moment_b.push_back(m_b);
+      u.step.push_back(p_b);
+      u.param.push_back(as_column(x.b));
+    }
+    for (std::size_t j = 0; j < vector_.size(); ++j) {
+      const LayerView<T>& x = layers[vector_[j]];
+      const MatrixBatch<T>& m = momentum_.views[kfac_.size() + j];
+      u.grad_w.push_back(x.dw);
+      u.moment_w.push_back(m);
+      u.step.push_back(m);
+      u.param.push_back(x.w);
+    }
+    return u;
+  }
+
+  // H = (factor + shift I)^{-1} (or its Cholesky factor) for all 2L factors.
+  Status refresh_preconditioners(const Context& ctx) {
+    const std::size_t nl = kfac_.size();
+    const std::vector<MatrixBatch<const T>> f = factors_.cviews();
+    const GroupedBatch<const T> omega(f.data(), nl), gamma(f.data() + nl, nl);
+    double constant = std::sqrt(o_.damping);
+    const T* shift = nullptr;
+    if (o_.pi_split) {
+      // shift_a = pi sqrt(lambda) for Omega, shift_g = sqrt(lambda)/pi for Gamma, on the device.
+      CURVKIT_OPTIM_RETURN(kfac_pi_damping<T>(ctx, omega, gamma, o_.damping, shifts_.data(),
+                                              shifts_.data() + nl, pi_info_.data()));
+      constant = 0;
+      shift = shifts_.data();
+    }
+    CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, f, 0.0, {}, inverses_.views));
+    CURVKIT_OPTIM_RETURN(add_diagonal<T>(ctx, constant, shift, inverses_.views));
+    SpdOptions so;
+    so.policy = o_.policy;
+    const GroupedBatch<T> h(inverses_.views);
+    return o_.form == KronFactor::inverse ? potri<T>(ctx, h, spd_info_.data(), so)
+                                          : potrf<T>(ctx, h, spd_info_.data(), so);
+  }
+
+  KfacOptions o_;
+  bool initialised_ = false, statistics_seen_ = false;
+  Backend backend_ = Backend::reference;
+  detail::ParamGroups<T> now_;
+  std::vector<MatrixBatch<T>> shapes_;
+  std::vector<LayerKind> kinds_;
+  std::vector<KfacLayer> kfac_;
+  std::vector<std::size_t> vector_;
+  detail::StateTensors<T> factors_, inverses_, momentum_, direction_;
+  BackendArray<T> shifts_;
+  BackendArray<int> pi_info_, spd_info_;
+  BackendArray<T> workspace_;
+  std::size_t workspace_bytes_ = 0;
+};
+
+}  // namespace
+
+template <class T>
+std::unique_ptr<Optimizer<T>> make_kfac(const KfacOptions& o) {
+  return std::make_unique<Kfac<T>>(o);
+}
+
+template std::unique_ptr<Optimizer<float>> make_kfac<float>(const KfacOptions&);
+template std::unique_ptr<Optimizer<double>> make_kfac<double>(const KfacOptions&);
+
+}  // namespace curvkit::optim
