@@ -68,7 +68,7 @@ template <class T>
 class Kfac final : public Optimizer<T> {
  public:
   explicit Kfac(const KfacOptions& o) : o_(o) { this->lr_ = o.lr; }
-  std::string_view name() const override { return "kfac"; }
+  std::string_view name() const override { return o_.empirical ? "kfac-ef" : "kfac"; }
 
   Needs needs() const override {
     Needs n;

@@ -1,6 +1,7 @@
 // make_optimizer (curvkit/optim/registry.hpp): the paper presets of each optimizer.
 #include "curvkit/optim/registry.hpp"
 
+#include "curvkit/optim/kfac.hpp"
 #include "curvkit/optim/mbag.hpp"
 #include "curvkit/optim/mbf.hpp"
 #include "curvkit/optim/muon.hpp"
@@ -10,7 +11,8 @@
 namespace curvkit::optim {
 
 std::vector<std::string> optimizer_names() {
-  return {"sgd", "adamw", "shampoo", "tnt", "tnt-ef", "mbf", "mbf-true", "mbag", "mbag-n", "muon"};
+  return {"sgd",    "adamw", "kfac",     "kfac-ef", "shampoo", "tnt",
+          "tnt-ef", "mbf",   "mbf-true", "mbag",    "mbag-n",  "muon"};
 }
 
 template <class T>
@@ -27,6 +29,10 @@ std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::string_
     AdamWOptions a;
     if (cnn) a = {3e-3, 0.9, 0.999, 1e-8, 0.1};
     o = make_adamw<T>(a);
+  } else if (name == "kfac" || name == "kfac-ef") {
+    KfacOptions k = cnn ? KfacOptions::cnn() : KfacOptions::autoencoder();
+    k.empirical = name == "kfac-ef";
+    o = make_kfac<T>(k);
   } else if (name == "shampoo") {
     o = make_shampoo<T>(cnn ? ShampooOptions::cnn() : ShampooOptions{});
   } else if (name == "tnt" || name == "tnt-ef") {
