@@ -204,52 +204,21 @@ TEST_P(ShampooTest, SgdGraftRescalesToTheMomentumNorm) {
 
 TEST_P(ShampooTest, LossDecreasesAndRankOneGradientsStayFinite) {
   using T = double;
-  std::mt19937_64 rng(4242);
-  std::normal_distribution<double> n;
-  const index_t m = 32, din = 5, dout = 3;
-  std::vector<double> x(std::size_t(m * din)), y(std::size_t(m * dout));
-  for (auto& v : x) v = n(rng);
-  for (index_t i = 0; i < m; ++i)
-    for (index_t o = 0; o < dout; ++o) {
-      double s = 0;
-      for (index_t j = 0; j < din; ++j) s += std::cos(double(o * din + j)) * x[i * din + j];
-      y[i * dout + o] = s;
-    }
   const Context c = ctx();
-  Net<T> net(backend(), {{LayerKind::linear, dout, din, false}}, rng);
-  auto views = net.views();
   optim::ShampooOptions o;
   o.lr = 0.05;
   o.epsilon = 1e-2;
   auto opt = optim::make_shampoo<T>(o);
-  ASSERT_TRUE(opt->init(c, views).ok());
-  auto loss_and_grad = [&](std::vector<double>* g) {
-    const auto p = net.params();
-    g->assign(p.size(), 0.0);
-    double loss = 0;
-    for (index_t i = 0; i < m; ++i)
-      for (index_t o2 = 0; o2 < dout; ++o2) {
-        double r = -y[i * dout + o2];
-        for (index_t j = 0; j < din; ++j) r += p[std::size_t(o2 * din + j)] * x[i * din + j];
-        loss += r * r / (2.0 * double(m));
-        for (index_t j = 0; j < din; ++j)
-          (*g)[std::size_t(o2 * din + j)] += r * x[i * din + j] / double(m);
-      }
-    return loss;
-  };
-  std::vector<double> g;
-  const double start = loss_and_grad(&g);
-  double loss = start;
-  for (int k = 0; k < 60; ++k) {
-    net.set_grads(g);
-    ASSERT_TRUE(opt->step(c, views).ok());
-    ASSERT_TRUE(synchronize(c).ok());
-    loss = loss_and_grad(&g);
-    ASSERT_TRUE(std::isfinite(loss)) << trace() << ", step " << k;
-  }
+  const auto [start, loss] = train_least_squares<T>(*opt, backend(), c, 4242, 5, 3, false, 60);
   EXPECT_LT(loss, 0.1 * start) << trace();
-  // A rank-one gradient (singular statistics; eps alone keeps the roots finite).
-  std::vector<double> r1(g.size());
+  // Rank-one gradients (singular statistics; eps alone keeps the roots finite).
+  std::mt19937_64 rng(1);
+  const index_t din = 5, dout = 3;
+  Net<T> net(backend(), {{LayerKind::linear, dout, din, false}}, rng);
+  auto views = net.views();
+  opt = optim::make_shampoo<T>(o);
+  ASSERT_TRUE(opt->init(c, views).ok());
+  std::vector<double> r1(std::size_t(din * dout));
   for (index_t o2 = 0; o2 < dout; ++o2)
     for (index_t j = 0; j < din; ++j) r1[std::size_t(o2 * din + j)] = double(o2 + 1) * 1e3;
   for (int k = 0; k < 25; ++k) {

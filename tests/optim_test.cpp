@@ -59,53 +59,6 @@ class OptimTest : public BackendTest {
         },
         "adamw");
   }
-
-  // Least squares min (1/2m) ||X W^T + 1 b^T - Y||^2 with a fixed seed: gradients on the host
-  // from the downloaded parameters, 60 steps; the loss must fall below 5% of its start.
-  template <class T>
-  void loss_decreases(optim::Optimizer<T>& opt) {
-    std::mt19937_64 rng(12345);
-    std::normal_distribution<double> n;
-    const index_t m = 32, din = 3, dout = 2;
-    std::vector<double> x(std::size_t(m * din)), y(std::size_t(m * dout));
-    for (auto& v : x) v = n(rng);
-    for (index_t i = 0; i < m; ++i)
-      for (index_t o = 0; o < dout; ++o) {
-        double s = 0.5 * double(o) - 0.25;
-        for (index_t j = 0; j < din; ++j) s += double((o + 1) * (j + 1)) * 0.3 * x[i * din + j];
-        y[i * dout + o] = s + 0.01 * n(rng);
-      }
-    const Context c = ctx();
-    Net<T> net(backend(), {{LayerKind::linear, dout, din, true}}, rng);
-    auto views = net.views();
-    ASSERT_TRUE(opt.init(c, views).ok());
-    auto loss_and_grad = [&](std::vector<double>* g) {
-      const auto p = net.params();  // w (dout x din) then b (dout)
-      g->assign(p.size(), 0.0);
-      double loss = 0;
-      for (index_t i = 0; i < m; ++i)
-        for (index_t o = 0; o < dout; ++o) {
-          double r = p[std::size_t(dout * din + o)] - y[i * dout + o];
-          for (index_t j = 0; j < din; ++j) r += p[std::size_t(o * din + j)] * x[i * din + j];
-          loss += r * r / (2.0 * double(m));
-          for (index_t j = 0; j < din; ++j)
-            (*g)[std::size_t(o * din + j)] += r * x[i * din + j] / double(m);
-          (*g)[std::size_t(dout * din + o)] += r / double(m);
-        }
-      return loss;
-    };
-    std::vector<double> g;
-    const double start = loss_and_grad(&g);
-    double loss = start;
-    for (int k = 0; k < 60; ++k) {
-      net.set_grads(g);
-      ASSERT_TRUE(opt.step(c, views).ok());
-      ASSERT_TRUE(synchronize(c).ok());
-      loss = loss_and_grad(&g);
-      ASSERT_TRUE(std::isfinite(loss)) << trace() << ", " << opt.name() << ", step " << k;
-    }
-    EXPECT_LT(loss, 0.05 * start) << trace() << ", " << opt.name();
-  }
 };
 
 TEST_P(OptimTest, SgdFollowsItsRecurrence) {
@@ -120,9 +73,11 @@ TEST_P(OptimTest, AdamWFollowsItsRecurrence) {
 
 TEST_P(OptimTest, LossDecreasesOnLeastSquares) {
   auto sgd = optim::make_sgd<double>({0.1, 0.9, 0});
-  loss_decreases<double>(*sgd);
+  auto [s0, s1] = train_least_squares<double>(*sgd, backend(), ctx(), 12345, 3, 2, true, 60, 0.01);
+  EXPECT_LT(s1, 0.05 * s0) << trace() << ", sgd";
   auto adam = optim::make_adamw<float>({0.05, 0.9, 0.999, 1e-8, 0});
-  loss_decreases<float>(*adam);
+  auto [a0, a1] = train_least_squares<float>(*adam, backend(), ctx(), 12345, 3, 2, true, 200, 0.01);
+  EXPECT_LT(a1, 0.05 * a0) << trace() << ", adamw";
 }
 
 TEST_P(OptimTest, BadLayersAreReported) {

@@ -126,4 +126,61 @@ void expect_follows(optim::Optimizer<T>& opt, Backend be, const Context& c, std:
   EXPECT_EQ(opt.iteration(), steps);
 }
 
+/// Trains one linear layer (dout x din, with bias when `bias`) on least squares
+/// min (1/2m) ||X W^T + 1 b^T - Y||^2 with fixed data from `seed` (Y a linear function of X
+/// plus `noise`), gradients on the host, for `steps` steps.  Returns the losses before and after;
+/// fails the test when a step is refused or the loss stops being finite.
+template <class T>
+std::pair<double, double> train_least_squares(optim::Optimizer<T>& opt, Backend be,
+                                              const Context& c, std::uint64_t seed, index_t din,
+                                              index_t dout, bool bias, int steps,
+                                              double noise = 0.0) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> n;
+  const index_t m = 32;
+  std::vector<double> x(static_cast<std::size_t>(m * din)), y(static_cast<std::size_t>(m * dout));
+  for (auto& v : x) v = n(rng);
+  for (index_t i = 0; i < m; ++i)
+    for (index_t o = 0; o < dout; ++o) {
+      double s = bias ? 0.5 * double(o) - 0.25 : 0.0;
+      for (index_t j = 0; j < din; ++j)
+        s += std::cos(double(o * din + j)) * x[std::size_t(i * din + j)];
+      y[std::size_t(i * dout + o)] = s + noise * n(rng);
+    }
+  Net<T> net(be, {{LayerKind::linear, dout, din, bias}}, rng);
+  auto views = net.views();
+  const Status st = opt.init(c, views);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  auto loss_and_grad = [&](std::vector<double>* g) {
+    const auto p = net.params();  // w (dout x din), then b (dout)
+    g->assign(p.size(), 0.0);
+    double loss = 0;
+    for (index_t i = 0; i < m; ++i)
+      for (index_t o = 0; o < dout; ++o) {
+        double r = (bias ? p[std::size_t(dout * din + o)] : 0.0) - y[std::size_t(i * dout + o)];
+        for (index_t j = 0; j < din; ++j)
+          r += p[std::size_t(o * din + j)] * x[std::size_t(i * din + j)];
+        loss += r * r / (2.0 * double(m));
+        for (index_t j = 0; j < din; ++j)
+          (*g)[std::size_t(o * din + j)] += r * x[std::size_t(i * din + j)] / double(m);
+        if (bias) (*g)[std::size_t(dout * din + o)] += r / double(m);
+      }
+    return loss;
+  };
+  std::vector<double> g;
+  const double start = loss_and_grad(&g);
+  double loss = start;
+  for (int k = 0; k < steps && st.ok(); ++k) {
+    net.set_grads(g);
+    const Status s = opt.step(c, views);
+    EXPECT_TRUE(s.ok()) << s.to_string();
+    if (!s.ok()) break;
+    EXPECT_TRUE(synchronize(c).ok());
+    loss = loss_and_grad(&g);
+    EXPECT_TRUE(std::isfinite(loss)) << opt.name() << ", step " << k;
+    if (!std::isfinite(loss)) break;
+  }
+  return {start, loss};
+}
+
 }  // namespace curvkit::test
