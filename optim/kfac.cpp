@@ -117,10 +117,14 @@ class Kfac final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(momentum_.allocate(ctx, moment_shapes));
     CURVKIT_OPTIM_RETURN(direction_.allocate(ctx, direction_shapes));
     shifts_ = BackendArray<T>(ctx, 2 * nl);
-    pi_info_ = BackendArray<int>(ctx, nl);
-    spd_info_ = BackendArray<int>(ctx, 2 * nl);
+    pi_info_ = BackendArray<int>(ctx, std::vector<int>(nl, 0));
+    spd_info_ = BackendArray<int>(ctx, std::vector<int>(2 * nl, 0));
     for (const Status* s : {&shifts_.status(), &pi_info_.status(), &spd_info_.status()})
       CURVKIT_OPTIM_RETURN(*s);
+    this->unwatch_all();
+    this->watch("kfac_pi_damping (per layer; 1: a zero trace, pi = 1)", pi_info_.data(), nl);
+    this->watch("potri / potrf of the damped factors (A factors, then G factors)", spd_info_.data(),
+                2 * nl);
     // kron_apply's scratch (the CUDA backend's intermediate for large layers), owned here.
     const std::vector<MatrixBatch<const T>> m_full = full_momentum();
     KronApplyOptions ko;

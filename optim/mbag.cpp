@@ -40,8 +40,12 @@ class Mbag final : public Optimizer<T> {
     for (auto* s : {&h_, &r_, &fresh_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, blocks));
     std::size_t matrices = 0;
     for (const auto& b : blocks) matrices += std::size_t(b.batch);
-    sm_info_ = BackendArray<int>(ctx, std::max<std::size_t>(matrices, 1));
-    ns_info_ = BackendArray<int>(ctx, std::max<std::size_t>(matrices, 1));
+    sm_info_ = BackendArray<int>(ctx, std::vector<int>(std::max<std::size_t>(matrices, 1), 0));
+    ns_info_ = BackendArray<int>(ctx, std::vector<int>(std::max<std::size_t>(matrices, 1), 0));
+    this->unwatch_all();
+    this->watch("rank1_update of the group inverses", sm_info_.data(), matrices);
+    this->watch("newton_schulz_sqrt of the group inverses (failed roots kept)", ns_info_.data(),
+                matrices);
     CURVKIT_OPTIM_RETURN(sm_info_.status());
     CURVKIT_OPTIM_RETURN(ns_info_.status());
     // H = I / lambda, R = I / sqrt(lambda), v = 0.

@@ -95,7 +95,9 @@ class Mbf final : public Optimizer<T> {
     for (auto* s : {&am_, &av_, &ad_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, vectors));
     std::size_t matrices = 0;
     for (const auto& b : blocks) matrices += std::size_t(b.batch);
-    info_ = BackendArray<int>(ctx, std::max<std::size_t>(matrices, 1));
+    info_ = BackendArray<int>(ctx, std::vector<int>(std::max<std::size_t>(matrices, 1), 0));
+    this->unwatch_all();
+    this->watch("potri of the blocks (failed inverses kept)", info_.data(), matrices);
     CURVKIT_OPTIM_RETURN(info_.status());
     for (auto* s : {&mom_, &bmom_, &am_, &av_, &bsq_, &bfrozen_})
       CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, s->views));

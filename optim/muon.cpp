@@ -26,7 +26,10 @@ class Muon final : public Optimizer<T> {
     aux_shapes_ = aux_.params;
     for (auto* s : {&m_, &u_, &o_raw_, &o_clean_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, shapes_));
     for (auto* s : {&am_, &av_, &ad_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, aux_shapes_));
-    info_ = BackendArray<int>(ctx, std::max<std::size_t>(shapes_.size(), 1));
+    info_ = BackendArray<int>(ctx, std::vector<int>(std::max<std::size_t>(shapes_.size(), 1), 0));
+    this->unwatch_all();
+    this->watch("newton_schulz_polar of the hidden weights (failed: zero update)", info_.data(),
+                shapes_.size());
     CURVKIT_OPTIM_RETURN(info_.status());
     const auto u = u_.cviews();
     workspace_ = BackendArray<char>(ctx, newton_schulz_workspace_size<T>(ctx, u));

@@ -34,7 +34,11 @@ class Shampoo final : public Optimizer<T> {
       for (auto* s : {&graft_q_, &graft_a_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, shapes_));
     for (auto* s : {&stats_, &roots_, &fresh_})
       CURVKIT_OPTIM_RETURN(s->allocate(ctx, mt_.mode_shapes()));
-    info_ = BackendArray<int>(ctx, std::max<std::size_t>(mt_.mode_shapes().size(), 1));
+    const std::size_t modes = mt_.mode_shapes().size();
+    info_ = BackendArray<int>(ctx, std::vector<int>(std::max<std::size_t>(modes, 1), 0));
+    this->unwatch_all();
+    this->watch("newton_schulz_inverse_root of the mode statistics (failed roots kept)",
+                info_.data(), modes);
     norms_ = BackendArray<T>(ctx, 2 * std::max<std::size_t>(shapes_.size(), 1));
     CURVKIT_OPTIM_RETURN(info_.status());
     CURVKIT_OPTIM_RETURN(norms_.status());

@@ -36,8 +36,13 @@ class Tnt final : public Optimizer<T> {
     for (auto* s : {&mom_, &grad_, &dir_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, shapes_));
     for (auto* s : {&stats_, &inv_, &fresh_})
       CURVKIT_OPTIM_RETURN(s->allocate(ctx, mt_.mode_shapes()));
-    info_ = BackendArray<int>(ctx, std::max<std::size_t>(mt_.mode_shapes().size(), 1));
-    norm_info_ = BackendArray<int>(ctx, std::max<std::size_t>(mt_.tensors(), 1));
+    const std::size_t modes = mt_.mode_shapes().size();
+    info_ = BackendArray<int>(ctx, std::vector<int>(std::max<std::size_t>(modes, 1), 0));
+    norm_info_ =
+        BackendArray<int>(ctx, std::vector<int>(std::max<std::size_t>(mt_.tensors(), 1), 0));
+    this->unwatch_all();
+    this->watch("tnt_normalize per tensor (1: a zero trace)", norm_info_.data(), mt_.tensors());
+    this->watch("potri of the normalised statistics (failed inverses kept)", info_.data(), modes);
     CURVKIT_OPTIM_RETURN(info_.status());
     CURVKIT_OPTIM_RETURN(norm_info_.status());
     CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, inv_.views));

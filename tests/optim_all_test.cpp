@@ -200,6 +200,13 @@ class AllOptimizersTest : public BackendTest {
       EXPECT_TRUE(std::isfinite(pass.loss)) << trace() << ", " << name << ", step " << k;
       if (!std::isfinite(pass.loss)) break;
     }
+    // health() reads back every watched info array; on this problem every op succeeded, up to
+    // Newton–Schulz's info 1 (a residual stop at the rounding floor).
+    optim::Health h;
+    EXPECT_TRUE(opt->health(c, &h).ok());
+    for (const auto& e : h.entries)
+      for (const auto& [code, n] : e.codes)
+        EXPECT_EQ(code, 1) << trace() << ", " << name << ": " << h.to_string();
     return {start, pass.loss};
   }
 };

@@ -130,6 +130,14 @@ TEST_P(MuonTest, ZeroAndNonFiniteGradientsGiveZeroUpdates) {
   const auto after = net.params();
   for (std::size_t e = 0; e < after.size(); ++e)
     EXPECT_EQ(after[e], before[e]) << trace() << ", element " << e;
+  // health() reports both: the zero weight (polar info 2) and the NaN one (info -1).
+  optim::Health h;
+  ASSERT_TRUE(opt->health(c, &h).ok());
+  ASSERT_EQ(h.entries.size(), 1u);
+  EXPECT_FALSE(h.clean());
+  EXPECT_EQ(h.entries[0].matrices, 2u);
+  EXPECT_EQ(h.entries[0].codes[2], 1u) << h.to_string();
+  EXPECT_EQ(h.entries[0].codes[-1], 1u) << h.to_string();
 }
 
 TEST_P(MuonTest, LossDecreasesOnTwoLayerLeastSquares) {

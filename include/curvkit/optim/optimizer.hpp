@@ -18,12 +18,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "curvkit/core/context.hpp"
+#include "curvkit/core/memory.hpp"
 #include "curvkit/core/status.hpp"
 #include "curvkit/core/view.hpp"
 
@@ -60,6 +63,35 @@ struct Needs {
   bool grad_sampled = false;  ///< mean gradients with sampled labels
 };
 
+/// The per-matrix info codes of an optimizer's last statistics and refresh ops, read back by
+/// Optimizer::health(): one entry per op, with the count of each nonzero code (their meaning is
+/// the op's: curvkit/newton_schulz.hpp, spd.hpp, sherman_morrison.hpp, kron.hpp).
+struct Health {
+  struct Entry {
+    std::string what;  ///< the op and what its matrices are
+    std::size_t matrices = 0;
+    std::map<int, std::size_t> codes;  ///< nonzero code -> number of matrices
+  };
+  std::vector<Entry> entries;
+
+  /// Every code was 0.
+  bool clean() const {
+    for (const Entry& e : entries)
+      if (!e.codes.empty()) return false;
+    return true;
+  }
+  std::string to_string() const {
+    std::string s;
+    for (const Entry& e : entries) {
+      s += e.what + ": " + std::to_string(e.matrices) + " matrices";
+      for (const auto& [code, n] : e.codes)
+        s += ", " + std::to_string(n) + " with info " + std::to_string(code);
+      s += "\n";
+    }
+    return s;
+  }
+};
+
 template <class T>
 class Optimizer {
  public:
@@ -73,13 +105,46 @@ class Optimizer {
   /// Launches only (no synchronisation); a non-ok Status names the op that refused.
   virtual Status step(const Context& ctx, std::span<const LayerView<T>> layers) = 0;
 
+  /// Waits for the Context's work and reads the info codes of the last statistics and refresh
+  /// ops (never called by step(): a trainer asks when it wants to know, e.g. once per epoch).
+  Status health(const Context& ctx, Health* out) const {
+    out->entries.clear();
+    for (const Watched& w : watched_) {
+      std::vector<int> h(w.count);
+      if (w.count > 0) {
+        const Status s = copy_to_host(ctx, h.data(), w.info, w.count * sizeof(int));
+        if (!s.ok()) return s;
+      }
+      Health::Entry e{w.what, w.count, {}};
+      for (int c : h)
+        if (c != 0) ++e.codes[c];
+      out->entries.push_back(std::move(e));
+    }
+    return Status::success();
+  }
+
   std::int64_t iteration() const { return k_; }
   double learning_rate() const { return lr_; }
   void set_learning_rate(double lr) { lr_ = lr; }  ///< schedules live in the trainer
 
  protected:
+  /// Registers an info array (in the Context's memory, zero before the first op writes it) for
+  /// health(); init() calls it once per array.
+  void watch(std::string what, const int* info, std::size_t count) {
+    watched_.push_back({std::move(what), info, count});
+  }
+  void unwatch_all() { watched_.clear(); }
+
   std::int64_t k_ = 0;
   double lr_ = 0;
+
+ private:
+  struct Watched {
+    std::string what;
+    const int* info;
+    std::size_t count;
+  };
+  std::vector<Watched> watched_;
 };
 
 /// SGD with heavy-ball momentum: m <- mu m + grad, W <- (1 - lr wd) W - lr m.
