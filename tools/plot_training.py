@@ -63,6 +63,7 @@ def main():
         import matplotlib
         matplotlib.use("Agg")  # files only, no display needed
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         sys.stderr.write("plot_training.py: matplotlib is not installed for "
                          f"{sys.executable} (Debian: apt-get install python3-matplotlib; "
@@ -83,9 +84,10 @@ def main():
             by_time.plot(run["wall_seconds"], run["test_loss"], linestyle="--",
                          color=line.get_color(), label=f"{label} (test)")
     by_epoch.set_xlabel("epoch")
+    by_epoch.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     by_time.set_xlabel("wall-clock seconds since the start")
     for ax in (by_epoch, by_time):
-        ax.set_ylabel("training loss (mean over the epoch's steps)")
+        ax.set_ylabel("loss (train: mean over the epoch's steps)")
         if args.log_y:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)

@@ -44,9 +44,11 @@ class GzReader {
         // cut-off gzip stream, whose last bytes it still hands out).
         int code = Z_OK;
         const char* msg = gzerror(file_, &code);
-        if (got < 0 || code != Z_OK)
-          fail(path_, std::string("truncated or corrupt compressed data (zlib: ") +
-                          (msg != nullptr ? msg : "unknown error") + ")");
+        if (got < 0 || code != Z_OK) {
+          std::string why = msg != nullptr ? msg : "unknown error";
+          if (why.rfind(path_ + ": ", 0) == 0) why.erase(0, path_.size() + 2);  // zlib adds it
+          fail(path_, "truncated or corrupt compressed data (zlib: " + why + ")");
+        }
         break;
       }
       done += static_cast<std::size_t>(got);

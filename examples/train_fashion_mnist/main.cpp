@@ -260,6 +260,12 @@ int run(const Options& o) {
           << wall_s << '\n';
       csv.flush();
     }
+    // The info codes of the optimizer's last factorisations / iterations (shifted or failed
+    // factors, unconverged roots), once per epoch: reading them synchronises.
+    curvkit::optim::Health health;
+    check(opt->health(ctx, &health), "optimizer health");
+    if (!health.clean())
+      std::printf("optimizer health (nonzero info codes):\n%s", health.to_string().c_str());
     if (!std::isfinite(tr.mean_loss())) {
       std::fprintf(stderr, "training diverged (train loss %g); stopping\n", tr.mean_loss());
       return 2;

@@ -22,11 +22,13 @@ namespace {
 
 using curvkit::Backend;
 
+#if !CURVKIT_HAVE_CUDA
 [[noreturn]] void no_cuda() {
   throw std::runtime_error(
       "the cuda backend was not compiled into this build of curvkit (configure with "
       "-DCURVKIT_ENABLE_CUDA=ON on a machine with nvcc)");
 }
+#endif
 
 // Kokkos may run kernels asynchronously (a gemm on an OpenMP instance): host loops wait for it.
 void host_ready(const Context& ctx) {
