@@ -124,8 +124,9 @@ def main():
             md.append(f"| {n} | {lr:.3g} | (failed, exit {code}) | | | | | |")
             continue
         r = rows[-1]
+        acc = f"{100 * float(r['test_accuracy']):.2f}%" if r["test_accuracy"] else "—"
         md.append(f"| {n} | {lr:.3g} | {float(r['train_loss']):.4g} | {float(r['test_loss']):.4g} | "
-                  f"{100 * float(r['test_accuracy']):.2f}% | {float(r['fwd_bwd_ms_per_step']):.3g} | "
+                  f"{acc} | {float(r['fwd_bwd_ms_per_step']):.3g} | "
                   f"{float(r['optimizer_ms_per_step']):.3g} | {float(r['wall_seconds']):.1f} |")
     with open(os.path.join(a.out, f"summary-{a.model}.md"), "w") as f:
         f.write("\n".join(md) + "\n")
