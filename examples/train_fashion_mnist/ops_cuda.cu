@@ -336,32 +336,7 @@ void accumulate_sum(const Context& ctx, const T* x, index_t n, double* acc) {
   check_launch("accumulate_sum");
 }
 
-#define FMNIST_INSTANTIATE_CUDA_OPS(T)                                                             \
-  template void gather_batch<T>(const Context&, const std::uint8_t*, const std::uint8_t*, index_t, \
-                                const std::int32_t*, index_t, index_t, T*, index_t,                \
-                                std::int32_t*);                                                    \
-  template void bias_activate<T>(const Context&, index_t, index_t, index_t, T*, const T*,          \
-                                 Activation, T*, index_t);                                         \
-  template void activation_backward<T>(const Context&, index_t, index_t, index_t, Activation,      \
-                                       const T*, const T*, index_t, T*);                           \
-  template void im2col<T>(const Context&, const ConvShape&, const T*, index_t, T*, index_t);       \
-  template void col2im<T>(const Context&, const ConvShape&, const T*, index_t, T*, index_t);       \
-  template void maxpool2<T>(const Context&, index_t, index_t, index_t, index_t, const T*, index_t, \
-                            T*, index_t, std::uint8_t*);                                           \
-  template void maxpool2_backward<T>(const Context&, index_t, index_t, index_t, index_t, const T*, \
-                                     index_t, const std::uint8_t*, T*, index_t);                   \
-  template void column_sums<T>(const Context&, index_t, index_t, const T*, index_t, double, T*);   \
-  template void softmax_xent<T>(const Context&, index_t, index_t, const T*, const std::int32_t*,   \
-                                T*, T*, T*);                                                       \
-  template void softmax_sampled_grad<T>(const Context&, index_t, index_t, const T*, std::uint64_t, \
-                                        std::uint64_t, T*);                                        \
-  template void sigmoid_bce<T>(const Context&, index_t, index_t, const T*, const T*, index_t, T*,  \
-                               T*);                                                                \
-  template void sigmoid_bce_sampled_grad<T>(const Context&, index_t, index_t, const T*,            \
-                                            std::uint64_t, std::uint64_t, T*);                     \
-  template void accumulate_sum<T>(const Context&, const T*, index_t, double*);
-
-FMNIST_INSTANTIATE_CUDA_OPS(float)
-FMNIST_INSTANTIATE_CUDA_OPS(double)
+FMNIST_INSTANTIATE_OPS(float)
+FMNIST_INSTANTIATE_OPS(double)
 
 }  // namespace fmnist::ops::cuda
