@@ -18,12 +18,15 @@ namespace curvkit::optim::detail {
 
 /// The parameter tensors of a step and their gradients, in matching groups.
 template <class T>
+std::vector<MatrixBatch<const T>> as_const(const std::vector<MatrixBatch<T>>& v) {
+  return std::vector<MatrixBatch<const T>>(v.begin(), v.end());
+}
+
+template <class T>
 struct ParamGroups {
   std::vector<MatrixBatch<T>> params;
   std::vector<MatrixBatch<const T>> grads;
-  std::vector<MatrixBatch<const T>> cparams() const {
-    return std::vector<MatrixBatch<const T>>(params.begin(), params.end());
-  }
+  std::vector<MatrixBatch<const T>> cparams() const { return as_const(params); }
 };
 
 inline std::string layer_name(std::size_t l, const char* what) {
@@ -80,15 +83,8 @@ struct StateTensors {
     }
     return Status::success();
   }
-  std::vector<MatrixBatch<const T>> cviews() const {
-    return std::vector<MatrixBatch<const T>>(views.begin(), views.end());
-  }
+  std::vector<MatrixBatch<const T>> cviews() const { return as_const(views); }
 };
-
-template <class T>
-std::vector<MatrixBatch<const T>> as_const(const std::vector<MatrixBatch<T>>& v) {
-  return std::vector<MatrixBatch<const T>>(v.begin(), v.end());
-}
 
 /// The step's tensors must have the shapes init() saw.
 template <class T>

@@ -115,13 +115,6 @@ Status run_map(const char* op, const Context& ctx, MapCall<T> call,
   CURVKIT_DISPATCH(elementwise_map, ctx, call);
 }
 
-template <class T>
-index_t flat_batch(GroupedBatch<T> z) {
-  index_t n = 0;
-  for (const auto& g : z) n += g.batch;
-  return n;
-}
-
 Status need_array(const char* op, const void* p, const char* name, index_t batch) {
   if (p == nullptr && batch > 0)
     return Status::invalid_argument(op,
@@ -219,7 +212,7 @@ Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool acc
   for (std::size_t g = 0; g < x.size(); ++g)
     if (auto e = detail::check_view(x[g], view_name("x", grouped, g)); !e.empty())
       return Status::invalid_argument(op, e);
-  CURVKIT_RETURN_IF_ERROR(need_array(op, out, "out", flat_batch(x)));
+  CURVKIT_RETURN_IF_ERROR(need_array(op, out, "out", total_batch(x)));
   CURVKIT_DISPATCH(sum_squares, ctx, x, out, accumulate);
 }
 
@@ -229,8 +222,8 @@ Status scale_by_norm_ratio(const Context& ctx, const T* num_sq, const T* den_sq,
   const char* op = "scale_by_norm_ratio";
   if (!(eps >= 0) || !finite(eps))
     return Status::invalid_argument(op, "eps must be finite and >= 0");
-  CURVKIT_RETURN_IF_ERROR(need_array(op, num_sq, "num_sq", flat_batch(z)));
-  CURVKIT_RETURN_IF_ERROR(need_array(op, den_sq, "den_sq", flat_batch(z)));
+  CURVKIT_RETURN_IF_ERROR(need_array(op, num_sq, "num_sq", total_batch(z)));
+  CURVKIT_RETURN_IF_ERROR(need_array(op, den_sq, "den_sq", total_batch(z)));
   MapCall<T> call;
   call.kind = MapKind::scale_by_ratio;
   call.k.c[0] = eps;
@@ -242,7 +235,7 @@ Status scale_by_norm_ratio(const Context& ctx, const T* num_sq, const T* den_sq,
 template <class T>
 Status copy_if_ok(const Context& ctx, GroupedBatch<const T> x, const int* info, GroupedBatch<T> z) {
   const char* op = "copy_if_ok";
-  CURVKIT_RETURN_IF_ERROR(need_array(op, info, "info", flat_batch(z)));
+  CURVKIT_RETURN_IF_ERROR(need_array(op, info, "info", total_batch(z)));
   MapCall<T> call;
   call.kind = MapKind::copy_if_ok;
   call.info = info;

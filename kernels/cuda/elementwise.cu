@@ -25,24 +25,8 @@ index_t blocks_for(index_t work) {
   return std::max<index_t>(1, std::min<index_t>((work + kThreads - 1) / kThreads, kMaxBlocks));
 }
 
-// The call without its host-side span (kernels get the scalars and per-matrix arrays by value).
-template <class T>
-struct MapArgs {
-  device::MapScalars k;
-  const T* pm0;
-  const T* pm1;
-  const int* info;
-  __device__ device::MapPerMatrix<T> per_matrix(index_t b) const {
-    device::MapPerMatrix<T> pm;
-    if (pm0 != nullptr) pm.pm0 = pm0[b];
-    if (pm1 != nullptr) pm.pm1 = pm1[b];
-    if (info != nullptr) pm.ok = info[b] == 0 || info[b] == 1;
-    return pm;
-  }
-};
-
 template <MapKind K, class T>
-__global__ void map_kernel(MapArgs<T> args, MapGroup<T> g) {
+__global__ void map_kernel(MapCall<T> args, MapGroup<T> g) {
   const index_t diag = g.rows < g.cols ? g.rows : g.cols;
   const index_t per = K == MapKind::add_diagonal ? diag : g.rows * g.cols;
   const index_t total = g.batch * per;
@@ -58,7 +42,8 @@ __global__ void map_kernel(MapArgs<T> args, MapGroup<T> g) {
 
 template <MapKind K, class T>
 cudaError_t launch(const MapCall<T>& call, cudaStream_t st) {
-  const MapArgs<T> args{call.k, call.pm0, call.pm1, call.info};
+  MapCall<T> args = call;  // by value to the kernel; its host span of groups is not used there
+  args.groups = {};
   for (const MapGroup<T>& g : call.groups) {
     const index_t per = K == MapKind::add_diagonal ? std::min(g.rows, g.cols) : g.rows * g.cols;
     if (g.batch * per == 0) continue;
@@ -147,12 +132,10 @@ Status elementwise_map(const Context& ctx, const MapCall<T>& call) {
 
 template <class T>
 Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool accumulate) {
-  index_t flat = 0;
-  for (const auto& g : x) flat += g.batch;
-  if (flat == 0) return Status::success();
+  if (total_batch(x) == 0) return Status::success();
   CURVKIT_RETURN_IF_ERROR(check_device_pointer("sum_squares", out, "out"));
   const cudaStream_t st = stream_of(ctx);
-  flat = 0;
+  index_t flat = 0;
   for (const auto& g : x) {
     if (g.batch > 0) {
       if (g.rows * g.cols > 0)
