@@ -1,11 +1,11 @@
 // MBF (curvkit/optim/mbf.hpp) on the GEMM/SYRK, SPD and elementwise families.  The blocks of all
 // layers go through grouped calls: per step one axpby for the momentum; on statistics steps a
-// copy of the statistics' gradients into block layout (a linear layer's [G | g_b] scaled by
-// 1/sqrt(d_out), so that one SYRK with alpha 1 - beta serves the convolution kernels and the
-// averaged linear blocks) and one grouped SYRK, one square_ema for convolution biases; on
-// inverse steps a copy, one grouped potri (shift policy, lambda on the diagonal) and a
-// copy_if_ok; one grouped GEMM for the block directions, one diag_precondition, one Adam
-// direction for vectors, one axpby for the update.
+// copy of the statistics' gradients into block layout (a linear layer's [G | g_b], scaled by
+// 1/sqrt(d_out) when averaged) and one grouped SYRK with alpha 1 - beta for the convolution
+// kernels, the averaged linear blocks and the per-neuron ones (each row a 1 x (d_in + 1)
+// matrix), one square_ema for convolution biases; on inverse steps a copy, one grouped potri
+// (shift policy, lambda on the diagonal) and a copy_if_ok; one grouped GEMM for the block
+// directions, one diag_precondition, one Adam direction for vectors, one axpby for the update.
 //
 // Linear layers keep their state in the folded layout [W | b] (d_out x (d_in + 1)); their W
 // part is the view with ld = d_in + 1, their bias column a batch of d_out 1 x 1 views with
@@ -80,11 +80,11 @@ class Mbf final : public Optimizer<T> {
         }
       } else {
         y.block = L.w.cols + (y.bias ? 1 : 0);
-        y.count = 1;
+        y.count = o_.linear_blocks == LinearBlocks::per_neuron ? L.w.rows : 1;
         y.state = state.size();
         state.push_back({nullptr, 1, L.w.rows, y.block, y.block, L.w.rows * y.block});
         y.blocks = blocks.size();
-        blocks.push_back({nullptr, 1, y.block, y.block, y.block, y.block * y.block});
+        blocks.push_back({nullptr, y.count, y.block, y.block, y.block, y.block * y.block});
       }
       layers_.push_back(y);
     }
@@ -241,7 +241,8 @@ class Mbf final : public Optimizer<T> {
     g->mom_grad.push_back(L.dw);
     g->mom_c.push_back(mw);
     g->mom.push_back(mw);
-    const double inv_sqrt_rows = 1 / std::sqrt(double(r));
+    const bool averaged = o_.linear_blocks == LinearBlocks::averaged;
+    const double inv_sqrt_rows = averaged ? 1 / std::sqrt(double(r)) : 1.0;
     if (stats) {
       g->scale_src.push_back(sw);
       g->scale_dst.push_back(gw);
@@ -264,9 +265,15 @@ class Mbf final : public Optimizer<T> {
       g->upd_param.push_back(scalars(L.b.data, r, 1));
       g->upd_param_c.push_back(cscalars(L.b.data, r, 1));
     }
-    g->syrk_a.push_back({sg.data, 1, r, ld, ld, r * ld});  // Op::trans: [G|g_b]^T [G|g_b] / r
-    g->dir_m.push_back({m.data, 1, r, ld, ld, r * ld});
-    g->dir_out.push_back({d.data, 1, r, ld, ld, r * ld});
+    if (averaged) {
+      g->syrk_a.push_back({sg.data, 1, r, ld, ld, r * ld});  // Op::trans: [G|g_b]^T [G|g_b] / r
+      g->dir_m.push_back({m.data, 1, r, ld, ld, r * ld});
+      g->dir_out.push_back({d.data, 1, r, ld, ld, r * ld});
+    } else {  // per neuron: row i of [G|g_b] is a 1 x ld matrix, its block the row's outer product
+      g->syrk_a.push_back({sg.data, r, 1, ld, ld, ld});
+      g->dir_m.push_back({m.data, r, 1, ld, ld, ld});
+      g->dir_out.push_back({d.data, r, 1, ld, ld, ld});
+    }
     return Status::success();
   }
 

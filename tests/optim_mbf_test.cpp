@@ -1,6 +1,7 @@
 // MBF (curvkit/optim/mbf.hpp) on every compiled backend, float and double: several steps against
 // the recurrence simulated here in long double — convolution kernels as kh kw x kh kw blocks,
-// the averaged (d_in + 1)^2 block of a linear layer over the rows of [W | b], 1 x 1 blocks of a
+// the averaged (d_in + 1)^2 block of a linear layer over the rows of [W | b] (or one per row,
+// per_neuron), 1 x 1 blocks of a
 // convolution bias, Adam for a vector; statistics every t1 from the raw gradient (not the
 // momentum), inverses (lambda added only there) every t2; and the 1 x 1 formula: a
 // 1 x 1 convolution, first step, no momentum: p = g / (g^2 + lambda).
@@ -28,9 +29,11 @@ Mat inverse(Mat s, index_t n, double lambda) {
 class HostMbf {
  public:
   explicit HostMbf(const optim::MbfOptions& o) : o_(o), m_(40, 0), am_(40, 0), av_(40, 0) {
-    // Blocks: linear [W | b] 5 x 5 (one), conv kernels 4 x 4 (four), conv bias scalars (two).
-    lin_s_.assign(25, 0);
-    lin_p_ = identity(5, 1 / o.damping);
+    // Blocks: linear [W | b] 5 x 5 (one, or three per neuron), conv kernels 4 x 4 (four), conv
+    // bias scalars (two).
+    per_neuron_ = o.linear_blocks == optim::LinearBlocks::per_neuron;
+    lin_s_.assign(per_neuron_ ? 3 : 1, Mat(25, 0));
+    lin_p_.assign(per_neuron_ ? 3 : 1, identity(5, 1 / o.damping));
     conv_s_.assign(4, Mat(16, 0));
     conv_p_.assign(4, identity(4, 1 / o.damping));
     bias_s_.assign(2, 0);
@@ -48,21 +51,26 @@ class HostMbf {
       return j < 4 ? src[std::size_t(i * 4 + j)] : src[std::size_t(12 + i)];
     };
     const std::vector<real> gr(g.begin(), g.end());
-    if (stats)
-      for (index_t a = 0; a < 5; ++a)
+    for (std::size_t q = 0; q < lin_s_.size(); ++q) {  // block q: all rows, or row q
+      const index_t i0 = per_neuron_ ? index_t(q) : 0, i1 = per_neuron_ ? i0 + 1 : 3;
+      Mat& ls = lin_s_[q];
+      if (stats)
+        for (index_t a = 0; a < 5; ++a)
+          for (index_t b = 0; b < 5; ++b) {
+            real s = 0;
+            for (index_t i = i0; i < i1; ++i) s += folded(gr, i, a) * folded(gr, i, b);
+            ls[std::size_t(a * 5 + b)] =
+                beta * ls[std::size_t(a * 5 + b)] + (1 - beta) * s / real(i1 - i0);
+          }
+      if (invert) lin_p_[q] = inverse(ls, 5, o_.damping);
+      for (index_t i = i0; i < i1; ++i)
         for (index_t b = 0; b < 5; ++b) {
           real s = 0;
-          for (index_t i = 0; i < 3; ++i) s += folded(gr, i, a) * folded(gr, i, b);
-          lin_s_[std::size_t(a * 5 + b)] =
-              beta * lin_s_[std::size_t(a * 5 + b)] + (1 - beta) * s / 3;
+          for (index_t a = 0; a < 5; ++a)
+            s += folded(m_, i, a) * lin_p_[q][std::size_t(a * 5 + b)];
+          (b < 4 ? p[std::size_t(i * 4 + b)] : p[std::size_t(12 + i)]) = s;
         }
-    if (invert) lin_p_ = inverse(lin_s_, 5, o_.damping);
-    for (index_t i = 0; i < 3; ++i)
-      for (index_t b = 0; b < 5; ++b) {
-        real s = 0;
-        for (index_t a = 0; a < 5; ++a) s += folded(m_, i, a) * lin_p_[std::size_t(a * 5 + b)];
-        (b < 4 ? p[std::size_t(i * 4 + b)] : p[std::size_t(12 + i)]) = s;
-      }
+    }
     // Convolution kernels: entries 15 + 4 q .. 15 + 4 q + 3, q = o * 2 + j.
     for (std::size_t q = 0; q < 4; ++q) {
       const std::size_t at = 15 + 4 * q;
@@ -105,7 +113,8 @@ class HostMbf {
   }
   optim::MbfOptions o_;
   std::vector<real> m_, am_, av_;
-  Mat lin_s_, lin_p_;
+  bool per_neuron_ = false;
+  std::vector<Mat> lin_s_, lin_p_;
   std::vector<Mat> conv_s_, conv_p_;
   std::vector<real> bias_s_, bias_frozen_;
 };
@@ -113,8 +122,10 @@ class HostMbf {
 class MbfTest : public BackendTest {
  protected:
   template <class T>
-  void follows(int t1, int t2) {
+  void follows(int t1, int t2,
+               optim::LinearBlocks linear_blocks = optim::LinearBlocks::averaged) {
     optim::MbfOptions o;
+    o.linear_blocks = linear_blocks;
     o.lr = 0.02;
     o.damping = 0.3;
     o.weight_decay = 0.01;
@@ -126,7 +137,8 @@ class MbfTest : public BackendTest {
         *opt, backend(), ctx(), rng_, kMbfLayers, 5,
         [&](std::vector<double>& w, const std::vector<double>& g, int k) { host.step(w, g, k); },
         sizeof(T) == 4 ? 1e-5 : 1e-11,
-        trace() + ", mbf t1 " + std::to_string(t1) + " t2 " + std::to_string(t2),
+        trace() + ", mbf t1 " + std::to_string(t1) + " t2 " + std::to_string(t2) +
+            (linear_blocks == optim::LinearBlocks::per_neuron ? " per-neuron" : ""),
         [](std::vector<LayerView<T>>& v) {
           v[1].c_in = 2;
           v[1].kh = v[1].kw = 2;
@@ -138,6 +150,11 @@ TEST_P(MbfTest, FollowsTheBlockRecurrence) {
   follows<float>(1, 2);
   follows<double>(1, 2);
   follows<double>(2, 3);
+}
+
+TEST_P(MbfTest, PerNeuronLinearBlocksFollowTheirRecurrence) {
+  follows<float>(1, 2, optim::LinearBlocks::per_neuron);
+  follows<double>(2, 3, optim::LinearBlocks::per_neuron);
 }
 
 // The formula: a 1 x 1 convolution (every block 1 x 1), first step, no momentum.
