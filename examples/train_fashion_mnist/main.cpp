@@ -15,6 +15,11 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <pmmintrin.h>  // _MM_SET_DENORMALS_ZERO_MODE
+#include <xmmintrin.h>  // _MM_SET_FLUSH_ZERO_MODE
+#endif
+
 #include "curvkit/core/context.hpp"
 #include "curvkit/optim/optimizer.hpp"
 #include "curvkit/optim/registry.hpp"
@@ -71,7 +76,23 @@ struct Options {
   std::string data_dir = fmnist::kDefaultDataDir;
   std::string csv;
   double require_loss_below = -1;
+  bool flush_denormals = true;
 };
+
+// Subnormal floats cost ~100 cycles per operation on x86 cores.  Training makes them: squared
+// tiny gradients in Adam's second moment, momenta of weights whose gradient is exactly zero
+// (Fashion-MNIST's blank border pixels) decaying geometrically.  Measured on the MLP: AdamW's
+// optimizer step went from 0.43 ms (epoch 1) to 3.6 ms (epoch 5).  Flush-to-zero and
+// denormals-are-zero (set before Kokkos starts threads, which inherit the mode) keep the host
+// at full speed, as GPUs do by default for most kernels; --denormals keep turns it off.
+void set_denormal_mode(bool flush) {
+#if defined(__x86_64__) || defined(_M_X64)
+  _MM_SET_FLUSH_ZERO_MODE(flush ? _MM_FLUSH_ZERO_ON : _MM_FLUSH_ZERO_OFF);
+  _MM_SET_DENORMALS_ZERO_MODE(flush ? _MM_DENORMALS_ZERO_ON : _MM_DENORMALS_ZERO_OFF);
+#else
+  (void)flush;
+#endif
+}
 
 void print_help() {
   std::printf(
@@ -96,6 +117,7 @@ void print_help() {
       "  --data-dir DIR       the IDX files (.gz or raw) [%s]\n"
       "  --csv FILE           one row per epoch\n"
       "  --require-loss-below X  exit with status 3 unless the last epoch's train loss < X\n"
+      "  --denormals MODE     flush (flush-to-zero on the host, for speed) or keep [flush]\n"
       "  --help\n",
       fmnist::kDefaultDataDir);
 }
@@ -114,6 +136,12 @@ Options parse(int argc, char** argv) {
       {"--data-dir", [&](const std::string& v) { o.data_dir = v; }},
       {"--csv", [&](const std::string& v) { o.csv = v; }},
       {"--require-loss-below", [&](const std::string& v) { o.require_loss_below = std::stod(v); }},
+      {"--denormals",
+       [&](const std::string& v) {
+         if (v != "flush" && v != "keep")
+           throw std::invalid_argument("--denormals takes flush or keep");
+         o.flush_denormals = v == "flush";
+       }},
   };
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i], value;
@@ -161,6 +189,7 @@ double seconds(Clock::time_point a, Clock::time_point b) {
 // ---- training -----------------------------------------------------------------------------------
 
 int run(const Options& o) {
+  set_denormal_mode(o.flush_denormals);
   curvkit::ScopeGuard guard;  // Kokkos, if compiled
   const curvkit::Context ctx = make_context(o.backend);
   const ModelSpec spec = fmnist::model_spec(o.model);
