@@ -8,7 +8,8 @@ Tuning (what docs/training.md calls "tuned"): for each optimizer the preset's le
 times {0.1, 0.3, 1, 3, 10} (or --grid), each run for --sweep-steps steps with the same seed; the
 rate with the lowest final mean training loss (NaN/inf runs excluded) is kept.  Every run is the
 trainer's own process; --jobs runs several sweep runs at once, --full-jobs several full runs
-(keep it 1 for clean wall-clock timings).
+(keep it 1 for clean wall-clock timings).  --rates name=lr,... skips the sweep for those
+optimizers (reruns of a tuned comparison).
 """
 import argparse
 import concurrent.futures as cf
@@ -66,6 +67,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="parallel sweep runs")
     ap.add_argument("--full-jobs", type=int, default=1, help="parallel full runs (1: clean timings)")
+    ap.add_argument("--rates", default="", help="name=lr,...: fixed rates, no sweep for them")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -74,6 +76,9 @@ def main():
         sys.exit("could not read the optimizers from the trainer's --help")
     names = [n for n in a.optimizers.split(",") if n] or list(rates)
     grid = [float(g) for g in a.grid.split(",")]
+    fixed = {k: float(v) for k, v in (kv.split("=") for kv in a.rates.split(",") if kv)}
+    if fixed and not a.optimizers:
+        names = list(fixed)
 
     # Sweep; a best rate at the edge of the grid extends it by x3 steps (at most 3 times).
     def sweep(pairs):
@@ -88,12 +93,13 @@ def main():
             out.append((n, lr, loss))
         return out
 
-    tried = {n: {} for n in names}
-    for n, lr, loss in sweep([(n, rates[n] * g) for n in names for g in grid]):
+    tried = {n: ({fixed[n]: 0.0} if n in fixed else {}) for n in names}
+    swept = [n for n in names if n not in fixed]
+    for n, lr, loss in sweep([(n, rates[n] * g) for n in swept for g in grid]):
         tried[n][lr] = loss
     for _ in range(3):
         more = []
-        for n in names:
+        for n in swept:
             lrs = sorted(tried[n])
             b = min(lrs, key=lambda lr: tried[n][lr])
             if math.isfinite(tried[n][b]) and b == lrs[-1]:

@@ -74,10 +74,13 @@ def main():
     labels = args.labels or [os.path.splitext(os.path.basename(p))[0] for p in args.csv]
 
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for run, label in zip(runs, labels):
-        line, = by_epoch.plot(run["epoch"], run["train_loss"], marker="o", label=label)
-        by_time.plot(run["wall_seconds"], run["train_loss"], marker="o", label=label,
-                     color=line.get_color())
+    # Distinct colours beyond the default cycle's ten (the comparisons plot twelve runs).
+    colours = plt.get_cmap("tab20" if len(runs) > 10 else "tab10").colors
+    markers = "osD^v<>ph*"
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        style = dict(color=colours[i % len(colours)], marker=markers[i % len(markers)])
+        line, = by_epoch.plot(run["epoch"], run["train_loss"], label=label, **style)
+        by_time.plot(run["wall_seconds"], run["train_loss"], label=label, **style)
         if args.test and "test_loss" in run:
             by_epoch.plot(run["epoch"], run["test_loss"], linestyle="--", color=line.get_color(),
                           label=f"{label} (test)")
@@ -91,7 +94,7 @@ def main():
         if args.log_y:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout()
