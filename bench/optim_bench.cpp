@@ -57,7 +57,9 @@ ModelShape cnn() {
   return {"cnn",
           128,
           100,
-          {{25, 16, 28 * 28, 1, 5}, {400, 32, 14 * 14, 16, 5}, {1568, 128, 1, 0, 0},
+          {{25, 16, 28 * 28, 1, 5},
+           {400, 32, 14 * 14, 16, 5},
+           {1568, 128, 1, 0, 0},
            {128, 10, 1, 0, 0}}};
 }
 
@@ -196,8 +198,9 @@ void bm_model(benchmark::State& st, const ModelShape& shape) {
 void register_all() {
   for (const ModelShape& shape : {autoencoder(), cnn()}) {
     for (const std::string& name : optim::optimizer_names())
-      benchmark::RegisterBenchmark(("optim_step/" + shape.name + "/kokkos/" + name).c_str(),
-                                   [shape, name](benchmark::State& st) { bm_step(st, shape, name); })
+      benchmark::RegisterBenchmark(
+          ("optim_step/" + shape.name + "/kokkos/" + name).c_str(),
+          [shape, name](benchmark::State& st) { bm_step(st, shape, name); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()
           ->Iterations(1);

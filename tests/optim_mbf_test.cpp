@@ -66,8 +66,7 @@ class HostMbf {
       for (index_t i = i0; i < i1; ++i)
         for (index_t b = 0; b < 5; ++b) {
           real s = 0;
-          for (index_t a = 0; a < 5; ++a)
-            s += folded(m_, i, a) * lin_p_[q][std::size_t(a * 5 + b)];
+          for (index_t a = 0; a < 5; ++a) s += folded(m_, i, a) * lin_p_[q][std::size_t(a * 5 + b)];
           (b < 4 ? p[std::size_t(i * 4 + b)] : p[std::size_t(12 + i)]) = s;
         }
     }
@@ -122,8 +121,7 @@ class HostMbf {
 class MbfTest : public BackendTest {
  protected:
   template <class T>
-  void follows(int t1, int t2,
-               optim::LinearBlocks linear_blocks = optim::LinearBlocks::averaged) {
+  void follows(int t1, int t2, optim::LinearBlocks linear_blocks = optim::LinearBlocks::averaged) {
     optim::MbfOptions o;
     o.linear_blocks = linear_blocks;
     o.lr = 0.02;

@@ -36,7 +36,7 @@ struct MbfOptions {
   int t2 = 20;                  ///< inverse period
   bool sampled_labels = false;  ///< MBF-True: statistics from dw_sampled / db_sampled
   LinearBlocks linear_blocks = LinearBlocks::averaged;
-  double vector_lr = 0;         ///< learning rate of the vector (Adam) tensors; 0: lr
+  double vector_lr = 0;  ///< learning rate of the vector (Adam) tensors; 0: lr
   AdamWOptions vector_adam{0, 0.9, 0.999, 1e-8, 0};  ///< its constants (lr unused)
   /// The convolution settings of the paper (ResNet-32 on CIFAR-10).
   static MbfOptions cnn() {
