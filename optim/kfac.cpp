@@ -27,22 +27,17 @@
 
 #include "curvkit/elementwise.hpp"
 #include "curvkit/gemm.hpp"
-#include "tensors.hpp"
+#include "folded.hpp"
 
 namespace curvkit::optim {
 namespace {
 
+using detail::FoldedLayer;
 using detail::layer_name;
 
 template <class T>
 MatrixBatch<T> square(index_t n) {
   return {nullptr, 1, n, n, n, n * n};
-}
-
-// A 1 x n row (contiguous) seen as an n x 1 column.
-template <class T>
-MatrixBatch<T> as_column(const MatrixBatch<T>& row) {
-  return {row.data, 1, row.cols, 1, 1, row.cols};
 }
 
 Status check_options(const KfacOptions& o) {
@@ -84,31 +79,14 @@ class Kfac final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(check_options(o_));
     CURVKIT_OPTIM_RETURN(detail::collect("kfac init", layers, &now_));
     shapes_ = now_.params;
-    kinds_.clear();
-    kfac_.clear();
-    vector_.clear();
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-      const LayerView<T>& x = layers[l];
-      kinds_.push_back(x.kind);
-      if (x.kind == LayerKind::vector) {
-        vector_.push_back(l);
-        continue;
-      }
-      if (x.kind != LayerKind::linear && x.kind != LayerKind::conv2d)
-        return Status::invalid_argument("kfac init",
-                                        layer_name(l, "kind") + " is not a LayerKind value");
-      if (x.kind == LayerKind::conv2d && x.c_in > 0 && x.c_in * x.kh * x.kw != x.w.cols)
-        return Status::invalid_argument(
-            "kfac init", layer_name(l, "w") + ".cols must be c_in kh kw for a conv2d layer");
-      kfac_.push_back({l, x.w.rows, x.w.cols, x.b.data != nullptr});
-    }
+    CURVKIT_OPTIM_RETURN(detail::fold_layers("kfac init", layers, &kfac_, &vector_));
     const std::size_t nl = kfac_.size();
     std::vector<MatrixBatch<T>> factor_shapes(2 * nl), moment_shapes, direction_shapes;
     for (std::size_t i = 0; i < nl; ++i) {
-      const KfacLayer& k = kfac_[i];
+      const FoldedLayer& k = kfac_[i];
       factor_shapes[i] = square<T>(k.d_a());
       factor_shapes[nl + i] = square<T>(k.d_out);
-      moment_shapes.push_back({nullptr, 1, k.d_out, k.d_a(), k.d_a(), k.d_out * k.d_a()});
+      moment_shapes.push_back(detail::folded_shape<T>(k));
     }
     direction_shapes = moment_shapes;
     for (std::size_t v : vector_) moment_shapes.push_back(layers[v].w);
@@ -150,13 +128,7 @@ class Kfac final : public Optimizer<T> {
       return Status::invalid_argument(op, "ctx names another backend than init() was given");
     CURVKIT_OPTIM_RETURN(detail::collect(op, layers, &now_));
     CURVKIT_OPTIM_RETURN(detail::same_shapes(op, now_.params, shapes_));
-    for (std::size_t l = 0; l < layers.size(); ++l)
-      if (l >= kinds_.size() || layers[l].kind != kinds_[l])
-        return Status::invalid_argument(op, layer_name(l, "kind") + " differs from init()'s");
-    for (const KfacLayer& k : kfac_)
-      if ((layers[k.layer].b.data != nullptr) != k.bias)
-        return Status::invalid_argument(
-            op, layer_name(k.layer, "b") + " must be present iff it was at init()");
+    CURVKIT_OPTIM_RETURN(detail::same_layers(op, layers, kfac_, vector_));
     const std::size_t nl = kfac_.size();
     const bool statistics = this->k_ % o_.t1 == 0, refresh = this->k_ % o_.t2 == 0;
 
@@ -164,7 +136,8 @@ class Kfac final : public Optimizer<T> {
     // changes nothing.
     std::vector<Bucket> buckets;
     if (statistics && nl > 0) CURVKIT_OPTIM_RETURN(statistics_calls(layers, &buckets));
-    Updates u = update_views(layers);
+    const detail::FoldedUpdates<T> u =
+        detail::folded_updates<T>(layers, kfac_, vector_, momentum_.views, direction_.views);
 
     if (!buckets.empty()) {
       // Omega <- beta Omega + (1 - beta)/m a^T a, Gamma <- beta Gamma + (1 - beta)/(m S) g^T g;
@@ -202,24 +175,12 @@ class Kfac final : public Optimizer<T> {
   }
 
  private:
-  struct KfacLayer {
-    std::size_t layer;
-    index_t d_out, d_in;
-    bool bias;
-    index_t d_a() const { return d_in + (bias ? 1 : 0); }
-  };
   // One grouped syrk: the factors whose statistic has the same scale.
   struct Bucket {
     double scale;
     std::vector<MatrixBatch<const T>> x;
     std::vector<MatrixBatch<T>> c;
   };
-  // The views of the momentum and update calls.
-  struct Updates {
-    std::vector<MatrixBatch<const T>> grad_w, grad_b, step;
-    std::vector<MatrixBatch<T>> moment_w, moment_b, param;
-  };
-
   static std::vector<MatrixBatch<const T>> cviews(const std::vector<MatrixBatch<T>>& v) {
     return std::vector<MatrixBatch<const T>>(v.begin(), v.end());
   }
@@ -244,63 +205,17 @@ class Kfac final : public Optimizer<T> {
       out->push_back({scale, {x}, {c}});
     };
     for (std::size_t i = 0; i < nl; ++i) {
-      const KfacLayer& k = kfac_[i];
+      const FoldedLayer& k = kfac_[i];
       const LayerView<T>& x = layers[k.layer];
       const MatrixBatch<const T>& a = x.a;
       const MatrixBatch<const T>& g = o_.empirical ? x.g : x.g_sampled;
-      const std::string why = " (needs() asks for it on statistics steps, k % t1 == 0)";
-      if (x.m < 1)
-        return Status::invalid_argument(op, layer_name(k.layer, "m") + " must be >= 1" + why);
-      if (a.data == nullptr || a.batch != 1 || a.cols != k.d_a() || a.ld < a.cols || a.rows < x.m ||
-          a.rows % x.m != 0)
-        return Status::invalid_argument(
-            op, layer_name(k.layer, "a") + " must be one (m S) x " + std::to_string(k.d_a()) +
-                    " matrix (d_in" + (k.bias ? " + 1: the trailing column of ones" : "") + ")" +
-                    why);
-      if (g.data == nullptr || g.batch != 1 || g.rows != a.rows || g.cols != k.d_out ||
-          g.ld < g.cols)
-        return Status::invalid_argument(
-            op, layer_name(k.layer, g_name) + " must be one " + std::to_string(a.rows) + " x " +
-                    std::to_string(k.d_out) + " matrix (a.rows x d_out)" + why);
+      CURVKIT_OPTIM_RETURN(detail::check_statistics(
+          op, k, x, g, g_name, " (needs() asks for it on statistics steps, k % t1 == 0)"));
       // Omega: sum over positions, mean over samples; Gamma: mean over both (KFC, thesis (3.9)).
       add(1.0 / double(x.m), a, factors_.views[i]);
       add(1.0 / double(a.rows), g, factors_.views[nl + i]);
     }
     return Status::success();
-  }
-
-  Updates update_views(std::span<const LayerView<T>> layers) const {
-    Updates u;
-    for (std::size_t i = 0; i < kfac_.size(); ++i) {
-      const KfacLayer& k = kfac_[i];
-      const LayerView<T>& x = layers[k.layer];
-      const MatrixBatch<T>& m = momentum_.views[i];
-      const MatrixBatch<T>& p = direction_.views[i];
-      const index_t ld = k.d_a();
-      // The W part (d_out x d_in, ld d_A) and the bias column (d_out x 1 at column d_in).
-      const MatrixBatch<T> m_w{m.data, 1, k.d_out, k.d_in, ld, m.stride};
-      const MatrixBatch<T> p_w{p.data, 1, k.d_out, k.d_in, ld, p.stride};
-      u.grad_w.push_back(x.dw);
-      u.moment_w.push_back(m_w);
-      u.step.push_back(p_w);
-      u.param.push_back(x.w);
-      if (!k.bias) continue;
-      const MatrixBatch<T> m_b{m.data + k.d_in, 1, k.d_out, 1, ld, m.stride};
-      const MatrixBatch<T> p_b{p.data + k.d_in, 1, k.d_out, 1, ld, p.stride};
-      u.grad_b.push_back(as_column(x.db));
-      u.moment_b.push_back(m_b);
-      u.step.push_back(p_b);
-      u.param.push_back(as_column(x.b));
-    }
-    for (std::size_t j = 0; j < vector_.size(); ++j) {
-      const LayerView<T>& x = layers[vector_[j]];
-      const MatrixBatch<T>& m = momentum_.views[kfac_.size() + j];
-      u.grad_w.push_back(x.dw);
-      u.moment_w.push_back(m);
-      u.step.push_back(m);
-      u.param.push_back(x.w);
-    }
-    return u;
   }
 
   // H = (factor + shift I)^{-1} (or its Cholesky factor) for all 2L factors.
@@ -331,8 +246,7 @@ class Kfac final : public Optimizer<T> {
   Backend backend_ = Backend::reference;
   detail::ParamGroups<T> now_;
   std::vector<MatrixBatch<T>> shapes_;
-  std::vector<LayerKind> kinds_;
-  std::vector<KfacLayer> kfac_;
+  std::vector<FoldedLayer> kfac_;
   std::vector<std::size_t> vector_;
   detail::StateTensors<T> factors_, inverses_, momentum_, direction_;
   BackendArray<T> shifts_;

@@ -6,13 +6,14 @@
 #include "curvkit/optim/mbf.hpp"
 #include "curvkit/optim/muon.hpp"
 #include "curvkit/optim/shampoo.hpp"
+#include "curvkit/optim/tengrad.hpp"
 #include "curvkit/optim/tnt.hpp"
 
 namespace curvkit::optim {
 
 std::vector<std::string> optimizer_names() {
-  return {"sgd",    "adamw", "kfac",     "kfac-ef", "shampoo", "tnt",
-          "tnt-ef", "mbf",   "mbf-true", "mbag",    "mbag-n",  "muon"};
+  return {"sgd", "adamw",    "kfac", "kfac-ef", "shampoo", "tnt",    "tnt-ef",
+          "mbf", "mbf-true", "mbag", "mbag-n",  "muon",    "tengrad"};
 }
 
 template <class T>
@@ -49,6 +50,8 @@ std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::string_
     o = make_mbag<T>(m);
   } else if (name == "muon") {
     o = make_muon<T>();
+  } else if (name == "tengrad") {
+    o = make_tengrad<T>(cnn ? TengradOptions::cnn() : TengradOptions::autoencoder());
   }
   if (o && lr > 0) o->set_learning_rate(lr);
   return o;

@@ -11,6 +11,7 @@
 #include "curvkit/optim/muon.hpp"
 #include "curvkit/optim/registry.hpp"
 #include "curvkit/optim/shampoo.hpp"
+#include "curvkit/optim/tengrad.hpp"
 #include "curvkit/optim/tnt.hpp"
 #include "optim_test_util.hpp"
 
@@ -30,6 +31,16 @@ std::unique_ptr<optim::Optimizer<double>> make_for_test(const std::string& name)
     o.damping = 0.3;
     o.sampled_labels = name == "mbf-true";
     return make_mbf<double>(o);
+  }
+  if (name == "tengrad") {
+    // The preset's lambda 0.1 (lr 0.03) diverges here: on the duplicated-input problem within
+    // 30 steps, and with t2 = 1 on the plain one too.  Presumably the sampled Fisher of 48
+    // samples misses some of the first layer's curvature, where the step is lr / lambda times
+    // the momentum.  K-FAC's lambda 1 trains on both.
+    TengradOptions o;
+    o.damping = 1;
+    o.lr = 0.1;
+    return make_tengrad<double>(o);
   }
   if (name == "muon") {
     MuonOptions o;
