@@ -32,6 +32,9 @@ Status elementwise_map(const Context&, const MapCall<T>& call) {
             case MapKind::fill:
               *z = T(c[0]);
               break;
+            case MapKind::add_scalar:
+              *z = T(real(*z) + real(c[0]) + (call.pm0 ? real(call.pm0[flat]) : real(0)));
+              break;
             case MapKind::add_diagonal:
               if (i == j)
                 *z = T(real(*z) + real(c[0]) + (call.pm0 ? real(call.pm0[flat]) : real(0)));
@@ -62,6 +65,16 @@ Status elementwise_map(const Context&, const MapCall<T>& call) {
             case MapKind::copy_if_ok:
               if (call.info[flat] == 0 || call.info[flat] == 1) *z = *s[0];
               break;
+            case MapKind::clip_by_quadratic: {
+              real q = 0;
+              for (index_t e = 0; e < call.shared_count; ++e) q += real(call.shared[e]);
+              const real a = std::abs(q);
+              const real nu = std::isnan(q)     ? q
+                              : real(c[0]) >= a ? real(1)
+                                                : std::sqrt(real(c[0]) / a);
+              *z = T(real(*z) * nu);
+              break;
+            }
           }
         }
     }
@@ -69,15 +82,18 @@ Status elementwise_map(const Context&, const MapCall<T>& call) {
 }
 
 template <class T>
-Status sum_squares(const Context&, GroupedBatch<const T> x, T* out, bool accumulate) {
+Status sum_products(const Context&, GroupedBatch<const T> x, GroupedBatch<const T> y, T* out,
+                    bool accumulate) {
   index_t flat = 0;
-  for (const auto& g : x)
+  for (std::size_t q = 0; q < x.size(); ++q) {
+    const auto &g = x[q], &h = y[q];
     for (index_t b = 0; b < g.batch; ++b, ++flat) {
       real s = accumulate ? real(out[flat]) : real(0);
       for (index_t i = 0; i < g.rows; ++i)
-        for (index_t j = 0; j < g.cols; ++j) s += real(g(b, i, j)) * real(g(b, i, j));
+        for (index_t j = 0; j < g.cols; ++j) s += real(g(b, i, j)) * real(h(b, i, j));
       out[flat] = T(s);
     }
+  }
   return Status::success();
 }
 

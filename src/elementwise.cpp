@@ -158,6 +158,16 @@ Status add_diagonal(const Context& ctx, double c, const T* shift, GroupedBatch<T
 }
 
 template <class T>
+Status add_scalar(const Context& ctx, double c, const T* shift, GroupedBatch<T> z) {
+  if (!finite(c)) return Status::invalid_argument("add_scalar", "c must be finite");
+  MapCall<T> call;
+  call.kind = MapKind::add_scalar;
+  call.k.c[0] = c;
+  call.pm0 = shift;
+  return run_map("add_scalar", ctx, call, {output("z", z, 2)});
+}
+
+template <class T>
 Status square_ema(const Context& ctx, double beta, double c, GroupedBatch<const T> x,
                   GroupedBatch<T> s) {
   if (!finite(beta) || !finite(c))
@@ -205,15 +215,45 @@ Status adam_direction(const Context& ctx, GroupedBatch<const T> g, GroupedBatch<
                  {output("d", d, 2), output("m", m, 1), output("v", v, 3), input("g", g, 0)});
 }
 
+// sum_products and sum_squares (x = y), validated under the name of the op called.
 template <class T>
-Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool accumulate) {
-  const char* op = "sum_squares";
+Status checked_sum_products(const char* op, const Context& ctx, GroupedBatch<const T> x,
+                            GroupedBatch<const T> y, T* out, bool accumulate) {
   const bool grouped = x.size() != 1;
-  for (std::size_t g = 0; g < x.size(); ++g)
+  if (y.size() != x.size())
+    return Status::invalid_argument(op, "y has " + std::to_string(y.size()) +
+                                            " groups but must have x's (" +
+                                            std::to_string(x.size()) + ")");
+  for (std::size_t g = 0; g < x.size(); ++g) {
     if (auto e = detail::check_view(x[g], view_name("x", grouped, g)); !e.empty())
       return Status::invalid_argument(op, e);
+    CURVKIT_RETURN_IF_ERROR(
+        check_shape(op, y[g], view_name("y", grouped, g), x[g].batch, x[g].rows, x[g].cols));
+  }
   CURVKIT_RETURN_IF_ERROR(need_array(op, out, "out", total_batch(x)));
-  CURVKIT_DISPATCH(sum_squares, ctx, x, out, accumulate);
+  CURVKIT_DISPATCH(sum_products, ctx, x, y, out, accumulate);
+}
+
+template <class T>
+Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool accumulate) {
+  return checked_sum_products<T>("sum_squares", ctx, x, x, out, accumulate);
+}
+
+template <class T>
+Status clip_by_quadratic(const Context& ctx, const T* q, index_t count, double bound,
+                         GroupedBatch<T> z) {
+  const char* op = "clip_by_quadratic";
+  if (!(bound >= 0) || !finite(bound))
+    return Status::invalid_argument(op, "bound must be finite and >= 0");
+  if (count < 0) return Status::invalid_argument(op, "count must be >= 0");
+  if (q == nullptr && count > 0)
+    return Status::invalid_argument(op, "q is null (it needs count values)");
+  MapCall<T> call;
+  call.kind = MapKind::clip_by_quadratic;
+  call.k.c[0] = bound;
+  call.shared = q;
+  call.shared_count = count;
+  return run_map(op, ctx, call, {output("z", z, 2)});
 }
 
 template <class T>
@@ -257,6 +297,10 @@ Status add_diagonal(const Context& ctx, double c, const T* shift, MatrixBatch<T>
   return add_diagonal<T>(ctx, c, shift, GroupedBatch<T>(&z, 1));
 }
 template <class T>
+Status add_scalar(const Context& ctx, double c, const T* shift, MatrixBatch<T> z) {
+  return add_scalar<T>(ctx, c, shift, GroupedBatch<T>(&z, 1));
+}
+template <class T>
 Status square_ema(const Context& ctx, double beta, double c, MatrixBatch<const T> x,
                   MatrixBatch<T> s) {
   return square_ema<T>(ctx, beta, c, {&x, 1}, {&s, 1});
@@ -274,6 +318,22 @@ Status adam_direction(const Context& ctx, MatrixBatch<const T> g, MatrixBatch<T>
 template <class T>
 Status sum_squares(const Context& ctx, MatrixBatch<const T> x, T* out, bool accumulate) {
   return sum_squares<T>(ctx, GroupedBatch<const T>(&x, 1), out, accumulate);
+}
+template <class T>
+Status sum_products(const Context& ctx, GroupedBatch<const T> x, GroupedBatch<const T> y, T* out,
+                    bool accumulate) {
+  return checked_sum_products<T>("sum_products", ctx, x, y, out, accumulate);
+}
+template <class T>
+Status sum_products(const Context& ctx, MatrixBatch<const T> x, MatrixBatch<const T> y, T* out,
+                    bool accumulate) {
+  return checked_sum_products<T>("sum_products", ctx, GroupedBatch<const T>(&x, 1),
+                                 GroupedBatch<const T>(&y, 1), out, accumulate);
+}
+template <class T>
+Status clip_by_quadratic(const Context& ctx, const T* q, index_t count, double bound,
+                         MatrixBatch<T> z) {
+  return clip_by_quadratic<T>(ctx, q, count, bound, GroupedBatch<T>(&z, 1));
 }
 template <class T>
 Status scale_by_norm_ratio(const Context& ctx, const T* num_sq, const T* den_sq, double eps,
@@ -294,6 +354,8 @@ Status copy_if_ok(const Context& ctx, MatrixBatch<const T> x, const int* info, M
   template Status fill<T>(const Context&, double, GroupedBatch<T>);                                \
   template Status add_diagonal<T>(const Context&, double, const T*, MatrixBatch<T>);               \
   template Status add_diagonal<T>(const Context&, double, const T*, GroupedBatch<T>);              \
+  template Status add_scalar<T>(const Context&, double, const T*, MatrixBatch<T>);                 \
+  template Status add_scalar<T>(const Context&, double, const T*, GroupedBatch<T>);                \
   template Status square_ema<T>(const Context&, double, double, MatrixBatch<const T>,              \
                                 MatrixBatch<T>);                                                   \
   template Status square_ema<T>(const Context&, double, double, GroupedBatch<const T>,             \
@@ -308,6 +370,13 @@ Status copy_if_ok(const Context& ctx, MatrixBatch<const T> x, const int* info, M
                                     GroupedBatch<T>, GroupedBatch<T>, const AdamStep&);            \
   template Status sum_squares<T>(const Context&, MatrixBatch<const T>, T*, bool);                  \
   template Status sum_squares<T>(const Context&, GroupedBatch<const T>, T*, bool);                 \
+  template Status sum_products<T>(const Context&, MatrixBatch<const T>, MatrixBatch<const T>, T*,  \
+                                  bool);                                                           \
+  template Status sum_products<T>(const Context&, GroupedBatch<const T>, GroupedBatch<const T>,    \
+                                  T*, bool);                                                       \
+  template Status clip_by_quadratic<T>(const Context&, const T*, index_t, double, MatrixBatch<T>); \
+  template Status clip_by_quadratic<T>(const Context&, const T*, index_t, double,                  \
+                                       GroupedBatch<T>);                                           \
   template Status scale_by_norm_ratio<T>(const Context&, const T*, const T*, double,               \
                                          MatrixBatch<T>);                                          \
   template Status scale_by_norm_ratio<T>(const Context&, const T*, const T*, double,               \

@@ -1,8 +1,9 @@
 // Internal: the elementwise family's entry points (elementwise.hpp) that every backend defines in
 // curvkit::<backend>, templated on the scalar and instantiated for float and double.  The public
 // functions in src/elementwise.cpp validate their arguments and describe every op except
-// sum_squares as one map (curvkit/device/elementwise.hpp): up to four operand slots per group of
-// equal shape, scalars, per-matrix arrays.  Unused slots have data == nullptr.
+// sum_squares / sum_products as one map (curvkit/device/elementwise.hpp): up to four operand
+// slots per group of equal shape, scalars, per-matrix arrays, and a shared array whose sum every
+// matrix sees.  Unused slots have data == nullptr.
 #pragma once
 
 #include <span>
@@ -37,11 +38,18 @@ struct MapCall {
   const T* pm0 = nullptr;  // per-matrix values: add_diagonal's shift, or num_sq
   const T* pm1 = nullptr;  // den_sq
   const int* info = nullptr;
+  const T* shared = nullptr;  // clip_by_quadratic's q: pm0 = sum of its shared_count values
+  index_t shared_count = 0;
   std::span<const MapGroup<T>> groups;
 
   /// The per-matrix values of flattened matrix `b`.
   CURVKIT_HD_INLINE device::MapPerMatrix<T> per_matrix(index_t b) const {
     device::MapPerMatrix<T> pm;
+    if (shared != nullptr) {
+      double s = 0;
+      for (index_t i = 0; i < shared_count; ++i) s += double(shared[i]);
+      pm.pm0 = T(s);
+    }
     if (pm0 != nullptr) pm.pm0 = pm0[b];
     if (pm1 != nullptr) pm.pm1 = pm1[b];
     if (info != nullptr) pm.ok = info[b] == 0 || info[b] == 1;
@@ -51,9 +59,10 @@ struct MapCall {
 
 }  // namespace curvkit
 
-#define CURVKIT_EW_ENTRY_POINTS(TEMPLATE, T, ARGS)                         \
-  TEMPLATE Status elementwise_map ARGS(const Context&, const MapCall<T>&); \
-  TEMPLATE Status sum_squares ARGS(const Context&, GroupedBatch<const T>, T*, bool);
+#define CURVKIT_EW_ENTRY_POINTS(TEMPLATE, T, ARGS)                                                \
+  TEMPLATE Status elementwise_map ARGS(const Context&, const MapCall<T>&);                        \
+  TEMPLATE Status sum_products ARGS(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, \
+                                    T*, bool);
 
 #define CURVKIT_EW_NOTHING
 #define CURVKIT_DECLARE_EW_BACKEND(ns)                               \
@@ -72,15 +81,15 @@ CURVKIT_DECLARE_EW_BACKEND(cuda)
   }
 
 // Definitions for a backend that was not compiled: every op answers not_compiled.
-#define CURVKIT_DEFINE_EW_STUBS(ns)                                     \
-  namespace curvkit::ns {                                               \
-  template <class T>                                                    \
-  Status elementwise_map(const Context&, const MapCall<T>&) {           \
-    return Status::not_compiled("elementwise", #ns);                    \
-  }                                                                     \
-  template <class T>                                                    \
-  Status sum_squares(const Context&, GroupedBatch<const T>, T*, bool) { \
-    return Status::not_compiled("sum_squares", #ns);                    \
-  }                                                                     \
-  }                                                                     \
+#define CURVKIT_DEFINE_EW_STUBS(ns)                                                             \
+  namespace curvkit::ns {                                                                       \
+  template <class T>                                                                            \
+  Status elementwise_map(const Context&, const MapCall<T>&) {                                   \
+    return Status::not_compiled("elementwise", #ns);                                            \
+  }                                                                                             \
+  template <class T>                                                                            \
+  Status sum_products(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, T*, bool) { \
+    return Status::not_compiled("sum_products", #ns);                                           \
+  }                                                                                             \
+  }                                                                                             \
   CURVKIT_INSTANTIATE_EW_BACKEND(ns)

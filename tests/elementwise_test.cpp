@@ -2,7 +2,8 @@
 // on fresh random inputs in padded (NaN-poisoned) layouts, against the header's formulas
 // evaluated here in double; grouped calls of different shapes (one empty group) with the
 // per-matrix arrays indexed across groups; exact in-place aliasing; operands a zero coefficient
-// leaves out are not read (NaN there must not leak); bad input.
+// leaves out are not read (NaN there must not leak); the two-level K-FAC ops (add_scalar,
+// sum_products, clip_by_quadratic: clipped, unclipped, zero and NaN sums); bad input.
 //
 // Tolerance: each element is a few roundings in T (Adam: a square root and two divisions), so
 // the error per matrix is at most 8 eps(T) relative.
@@ -287,7 +288,86 @@ class ElementwiseTest : public BackendTest {
         },
         "copy_if_ok");
   }
+
+  template <class T>
+  void coarse_and_clip() {
+    const Context c = ctx();
+    const index_t n = flat_count<T>();
+    const std::size_t cells = std::size_t(std::max<index_t>(n, 1));
+    // add_scalar with per-matrix shifts, then with none.
+    const auto z = random<T>();
+    std::vector<T> shift(cells);
+    for (auto& v : shift) v = T(std::uniform_real_distribution<double>(-2, 2)(rng_));
+    Buffer<T> sb(backend(), shift);
+    OnDevice<T> zd(backend(), z);
+    ASSERT_TRUE(add_scalar<T>(c, 0.25, sb.data(), zd.views).ok());
+    ASSERT_TRUE(add_scalar<T>(c, -1.0, nullptr, zd.views).ok());
+    ASSERT_TRUE(synchronize(c).ok());
+    expect_equal(
+        z, zd.get(),
+        [&](std::size_t g, index_t b, index_t i, index_t j) {
+          return double(z[g](b, i, j)) - 0.75 + double(shift[std::size_t(flat(g, b))]);
+        },
+        "add_scalar");
+    // sum_products, then accumulated.
+    const auto x = random<T>(), y = random<T>();
+    OnDevice<T> xd(backend(), x), yd(backend(), y);
+    Buffer<T> out(backend(), std::vector<T>(cells, T(NAN)));
+    ASSERT_TRUE(sum_products<T>(c, xd.cviews, yd.cviews, out.data()).ok());
+    ASSERT_TRUE(sum_products<T>(c, xd.cviews, yd.cviews, out.data(), true).ok());
+    ASSERT_TRUE(synchronize(c).ok());
+    const auto got = out.download();
+    for (std::size_t g = 0; g < kShapes.size(); ++g)
+      for (index_t b = 0; b < kShapes[g].batch; ++b) {
+        double want = 0, scale = 0;
+        for (index_t i = 0; i < kShapes[g].rows; ++i)
+          for (index_t j = 0; j < kShapes[g].cols; ++j) {
+            want += double(x[g](b, i, j)) * double(y[g](b, i, j));
+            scale += std::abs(double(x[g](b, i, j)) * double(y[g](b, i, j)));
+          }
+        EXPECT_NEAR(double(got[std::size_t(flat(g, b))]), 2 * want, 8 * eps<T>() * 2 * scale)
+            << trace() << ", sum_products group " << g << " matrix " << b;
+      }
+    // clip_by_quadratic: q sums to -4 (|.| is used); a bound of 1 scales by 1/2, a bound of 9
+    // leaves z alone; a zero sum leaves z alone; a NaN sum makes z NaN.
+    const std::vector<T> q = {T(-1), T(-2.5), T(0.5), T(-1)};
+    Buffer<T> qb(backend(), q);
+    for (double bound : {1.0, 9.0}) {
+      OnDevice<T> zc(backend(), z);
+      ASSERT_TRUE(clip_by_quadratic<T>(c, qb.data(), 4, bound, zc.views).ok());
+      ASSERT_TRUE(synchronize(c).ok());
+      const double nu = bound < 4 ? std::sqrt(bound / 4) : 1.0;
+      expect_equal(
+          z, zc.get(),
+          [&](std::size_t g, index_t b, index_t i, index_t j) {
+            return nu * double(z[g](b, i, j));
+          },
+          "clip_by_quadratic bound " + std::to_string(bound));
+    }
+    OnDevice<T> zero_sum(backend(), z), bound0(backend(), z);
+    ASSERT_TRUE(clip_by_quadratic<T>(c, qb.data(), 0, 0.0, zero_sum.views).ok());    // sum 0
+    ASSERT_TRUE(clip_by_quadratic<T>(c, qb.data() + 2, 1, 0.0, bound0.views).ok());  // 0.5
+    ASSERT_TRUE(synchronize(c).ok());
+    expect_equal(
+        z, zero_sum.get(),
+        [&](std::size_t g, index_t b, index_t i, index_t j) { return double(z[g](b, i, j)); },
+        "clip_by_quadratic zero sum");
+    expect_equal(
+        z, bound0.get(), [&](std::size_t, index_t, index_t, index_t) { return 0.0; },
+        "clip_by_quadratic bound 0");
+    Buffer<T> nanq(backend(), std::vector<T>{T(1), T(NAN)});
+    OnDevice<T> zn(backend(), z);
+    ASSERT_TRUE(clip_by_quadratic<T>(c, nanq.data(), 2, 1.0, zn.views).ok());
+    ASSERT_TRUE(synchronize(c).ok());
+    for (const auto& o : zn.get())
+      for (index_t b = 0; b < o.l.batch; ++b) EXPECT_TRUE(all_nan(o, b)) << trace() << ", NaN q";
+  }
 };
+
+TEST_P(ElementwiseTest, CoarseTermAndKlClip) {
+  coarse_and_clip<float>();
+  coarse_and_clip<double>();
+}
 
 TEST_P(ElementwiseTest, LinearCombinationsAndFill) {
   linear_combinations<float>();
@@ -334,6 +414,10 @@ TEST_P(ElementwiseTest, BadInputIsReported) {
   invalid(diag_precondition<T>(c, xb.cview(), yb.cview(), -1.0, DiagPower::one, zb.view()),
           "lambda");
   invalid(sum_squares<T>(c, xb.cview(), nullptr), "out");
+  invalid(sum_products<T>(c, xb.cview(), wrong.cview(), zb.view().data), "y");
+  invalid(clip_by_quadratic<T>(c, nullptr, 2, 1.0, zb.view()), "q");
+  invalid(clip_by_quadratic<T>(c, yb.view().data, 2, -1.0, zb.view()), "bound");
+  invalid(add_scalar<T>(c, INFINITY, nullptr, zb.view()), "finite");
   invalid(copy_if_ok<T>(c, xb.cview(), nullptr, zb.view()), "info");
   invalid(scale_by_norm_ratio<T>(c, nullptr, nullptr, 0.0, zb.view()), "num_sq");
   // Group counts must agree.

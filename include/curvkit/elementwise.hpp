@@ -10,6 +10,7 @@
 //   fill                z = value
 //   add_diagonal        z_ii += c + shift[b]    i < min(rows, cols); shift (one per matrix, in
 //                                               the backend's memory) may be null
+//   add_scalar          z_ij += c + shift[b]    every element (two-level K-FAC's coarse term)
 //   square_ema          s = beta s + c x * x    beta 0: s is not read
 //   diag_precondition   z = x / (s^p + lambda)  p = 1 (MBF's 1 x 1 blocks: g / (g^2 + lambda))
 //                                               or p = 1/2 (AdaGrad: g / (sqrt(A) + eps))
@@ -17,9 +18,13 @@
 //                       d = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 //   sum_squares         out[b] = (accumulate ? out[b] : 0) + sum_ij x_ij^2   (in double, stored
 //                                               as T; out in the backend's memory)
+//   sum_products        out[b] = (accumulate ? out[b] : 0) + sum_ij x_ij y_ij (the same)
 //   scale_by_norm_ratio z *= sqrt(num_sq[b]) / (sqrt(den_sq[b]) + eps)   (Shampoo's grafting)
 //   copy_if_ok          z = x where info[b] is 0 or 1, else z is untouched (keep the last good
 //                                               preconditioner when a refresh failed)
+//   clip_by_quadratic   z *= nu, nu = min(1, sqrt(bound / |sum_{i < count} q[i]|)), the same
+//                       for every matrix (K-FAC's KL clip: q the per-layer <P, G>, bound
+//                       kappa / lr^2); nu = 1 when the sum is 0, NaN when it is NaN
 // Grouped calls (a network's layers: one group per tensor, shapes may differ) take the same
 // coefficients for every group; per-matrix arrays (shift, out, num_sq, den_sq, info) are indexed
 // by the matrix's position in the flattened grouped batch (group 0's matrices first).
@@ -76,6 +81,12 @@ Status add_diagonal(const Context& ctx, double c, const T* shift, MatrixBatch<T>
 template <class T>
 Status add_diagonal(const Context& ctx, double c, const T* shift, GroupedBatch<T> z);
 
+/// z_ij += c + shift[b] (shift may be null).
+template <class T>
+Status add_scalar(const Context& ctx, double c, const T* shift, MatrixBatch<T> z);
+template <class T>
+Status add_scalar(const Context& ctx, double c, const T* shift, GroupedBatch<T> z);
+
 /// s = beta s + c x * x.
 template <class T>
 Status square_ema(const Context& ctx, double beta, double c, MatrixBatch<const T> x,
@@ -105,6 +116,22 @@ template <class T>
 Status sum_squares(const Context& ctx, MatrixBatch<const T> x, T* out, bool accumulate = false);
 template <class T>
 Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool accumulate = false);
+
+/// out[b] = (accumulate ? out[b] : 0) + sum_ij x_ij y_ij (x and y of one shape per group).
+template <class T>
+Status sum_products(const Context& ctx, MatrixBatch<const T> x, MatrixBatch<const T> y, T* out,
+                    bool accumulate = false);
+template <class T>
+Status sum_products(const Context& ctx, GroupedBatch<const T> x, GroupedBatch<const T> y, T* out,
+                    bool accumulate = false);
+
+/// z *= min(1, sqrt(bound / |q[0] + ... + q[count - 1]|)), one factor for every matrix.
+template <class T>
+Status clip_by_quadratic(const Context& ctx, const T* q, index_t count, double bound,
+                         MatrixBatch<T> z);
+template <class T>
+Status clip_by_quadratic(const Context& ctx, const T* q, index_t count, double bound,
+                         GroupedBatch<T> z);
 
 /// z_b *= sqrt(num_sq[b]) / (sqrt(den_sq[b]) + eps).
 template <class T>

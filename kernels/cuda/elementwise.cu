@@ -1,7 +1,8 @@
 // CUDA backend of the elementwise family (elementwise.hpp).  Maps: one grid-stride kernel per
 // group, one thread per element (add_diagonal: per diagonal element), the per-element math of
 // curvkit/device/elementwise.hpp instantiated per kind; consecutive threads take consecutive
-// columns, so loads and stores coalesce for contiguous rows.  sum_squares: one block per matrix,
+// columns, so loads and stores coalesce for contiguous rows (clip_by_quadratic: every thread sums
+// the few shared q values itself).  sum_products (and sum_squares): one block per matrix,
 // partial sums in double reduced by warp shuffles then across the block's warps.  Everything is
 // launched on ctx.cuda_stream(); nothing synchronises.
 #include <cuda_runtime.h>
@@ -53,16 +54,17 @@ cudaError_t launch(const MapCall<T>& call, cudaStream_t st) {
   return cudaSuccess;
 }
 
-// One block per matrix (grid-stride over the batch): ||x_b||_F^2 in double.
+// One block per matrix (grid-stride over the batch): sum_ij x_ij y_ij in double.
 template <class T>
-__global__ void sum_squares_kernel(MatrixBatch<const T> x, T* out, bool accumulate) {
+__global__ void sum_products_kernel(MatrixBatch<const T> x, MatrixBatch<const T> y, T* out,
+                                    bool accumulate) {
   __shared__ double warp_sums[kThreads / 32];
   for (index_t b = blockIdx.x; b < x.batch; b += gridDim.x) {
     double s = 0;
     const index_t n = x.rows * x.cols;
     for (index_t e = threadIdx.x; e < n; e += blockDim.x) {
-      const double v = double(x(b, e / x.cols, e % x.cols));
-      s += v * v;
+      const index_t i = e / x.cols, j = e % x.cols;
+      s += double(x(b, i, j)) * double(y(b, i, j));
     }
     s = warp_sum(s);
     if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
@@ -91,6 +93,8 @@ Status check_pointers(const MapCall<T>& call) {
     CURVKIT_RETURN_IF_ERROR(check_device_pointer("elementwise", call.pm1, "a per-matrix array"));
   if (call.info != nullptr)
     CURVKIT_RETURN_IF_ERROR(check_device_pointer("elementwise", call.info, "info"));
+  if (call.shared != nullptr)
+    CURVKIT_RETURN_IF_ERROR(check_device_pointer("elementwise", call.shared, "q"));
   return Status::success();
 }
 
@@ -111,6 +115,9 @@ Status elementwise_map(const Context& ctx, const MapCall<T>& call) {
     case MapKind::add_diagonal:
       e = launch<MapKind::add_diagonal>(call, st);
       break;
+    case MapKind::add_scalar:
+      e = launch<MapKind::add_scalar>(call, st);
+      break;
     case MapKind::square_ema:
       e = launch<MapKind::square_ema>(call, st);
       break;
@@ -126,28 +133,35 @@ Status elementwise_map(const Context& ctx, const MapCall<T>& call) {
     case MapKind::copy_if_ok:
       e = launch<MapKind::copy_if_ok>(call, st);
       break;
+    case MapKind::clip_by_quadratic:
+      e = launch<MapKind::clip_by_quadratic>(call, st);
+      break;
   }
   return finish("elementwise", e);
 }
 
 template <class T>
-Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool accumulate) {
+Status sum_products(const Context& ctx, GroupedBatch<const T> x, GroupedBatch<const T> y, T* out,
+                    bool accumulate) {
   if (total_batch(x) == 0) return Status::success();
-  CURVKIT_RETURN_IF_ERROR(check_device_pointer("sum_squares", out, "out"));
+  CURVKIT_RETURN_IF_ERROR(check_device_pointer("sum_products", out, "out"));
   const cudaStream_t st = stream_of(ctx);
   index_t flat = 0;
-  for (const auto& g : x) {
+  for (std::size_t q = 0; q < x.size(); ++q) {
+    const auto &g = x[q], &h = y[q];
     if (g.batch > 0) {
-      if (g.rows * g.cols > 0)
-        CURVKIT_RETURN_IF_ERROR(check_device_pointer("sum_squares", g.data, "x"));
-      sum_squares_kernel<T><<<unsigned(std::min<index_t>(g.batch, kMaxBlocks)), kThreads, 0, st>>>(
-          g, out + flat, accumulate);
+      if (g.rows * g.cols > 0) {
+        CURVKIT_RETURN_IF_ERROR(check_device_pointer("sum_products", g.data, "x"));
+        CURVKIT_RETURN_IF_ERROR(check_device_pointer("sum_products", h.data, "y"));
+      }
+      sum_products_kernel<T><<<unsigned(std::min<index_t>(g.batch, kMaxBlocks)), kThreads, 0, st>>>(
+          g, h, out + flat, accumulate);
       if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess)
-        return finish("sum_squares", e);
+        return finish("sum_products", e);
     }
     flat += g.batch;
   }
-  return finish("sum_squares", cudaSuccess);
+  return finish("sum_products", cudaSuccess);
 }
 
 }  // namespace curvkit::cuda

@@ -2,8 +2,8 @@
 // item is one row of one matrix on the host (a vectorisable inner loop, no index division per
 // element) or one element on a GPU (coalesced).  add_diagonal visits the diagonal only.  The
 // per-element math is curvkit/device/elementwise.hpp's map_element, instantiated per kind.
-// sum_squares: one work item per matrix when the batch fills the threads, else a reduction over
-// the rows of each matrix.
+// sum_products (and sum_squares, x = y): one work item per matrix when the batch fills the
+// threads, else a reduction over the rows of each matrix.
 #include <algorithm>
 
 #include "compat.hpp"
@@ -55,16 +55,17 @@ void run(const ExecSpace& space, const MapCall<T>& call) {
 }
 
 template <class T>
-struct MatrixSquares {  // one work item per matrix
-  MatrixBatch<const T> x;
+struct MatrixProducts {  // one work item per matrix
+  MatrixBatch<const T> x, y;
   T* out;
   bool accumulate;
   KOKKOS_INLINE_FUNCTION void operator()(index_t b) const {
     double s = accumulate ? double(out[b]) : 0.0;
     for (index_t i = 0; i < x.rows; ++i) {
       const T* xi = x.matrix(b) + i * x.ld;
+      const T* yi = y.matrix(b) + i * y.ld;
       double row = 0;
-      for (index_t j = 0; j < x.cols; ++j) row += double(xi[j]) * double(xi[j]);
+      for (index_t j = 0; j < x.cols; ++j) row += double(xi[j]) * double(yi[j]);
       s += row;
     }
     out[b] = T(s);
@@ -72,12 +73,12 @@ struct MatrixSquares {  // one work item per matrix
 };
 
 template <class T>
-struct RowSquares {  // row i's share of one matrix
-  const T* x;
-  index_t ld, cols;
+struct RowProducts {  // row i's share of one matrix
+  const T *x, *y;
+  index_t ldx, ldy, cols;
   KOKKOS_INLINE_FUNCTION double operator()(index_t i) const {
     double row = 0;
-    for (index_t j = 0; j < cols; ++j) row += double(x[i * ld + j]) * double(x[i * ld + j]);
+    for (index_t j = 0; j < cols; ++j) row += double(x[i * ldx + j]) * double(y[i * ldy + j]);
     return row;
   }
 };
@@ -107,6 +108,9 @@ Status elementwise_map(const Context& ctx, const MapCall<T>& call) {
     case MapKind::add_diagonal:
       run<MapKind::add_diagonal>(space, call);
       break;
+    case MapKind::add_scalar:
+      run<MapKind::add_scalar>(space, call);
+      break;
     case MapKind::square_ema:
       run<MapKind::square_ema>(space, call);
       break;
@@ -122,25 +126,30 @@ Status elementwise_map(const Context& ctx, const MapCall<T>& call) {
     case MapKind::copy_if_ok:
       run<MapKind::copy_if_ok>(space, call);
       break;
+    case MapKind::clip_by_quadratic:
+      run<MapKind::clip_by_quadratic>(space, call);
+      break;
   }
   return Status::success();
 }
 
 template <class T>
-Status sum_squares(const Context& ctx, GroupedBatch<const T> x, T* out, bool accumulate) {
+Status sum_products(const Context& ctx, GroupedBatch<const T> x, GroupedBatch<const T> y, T* out,
+                    bool accumulate) {
   const ExecSpace space = exec_space(ctx);
   const index_t conc = index_t(space.concurrency());
   index_t flat = 0;
-  for (const auto& g : x) {
+  for (std::size_t q = 0; q < x.size(); ++q) {
+    const auto &g = x[q], &h = y[q];
     if (g.batch >= conc) {
-      for_each_index(space, "curvkit::sum_squares", g.batch,
-                     MatrixSquares<T>{g, out + flat, accumulate});
+      for_each_index(space, "curvkit::sum_products", g.batch,
+                     MatrixProducts<T>{g, h, out + flat, accumulate});
     } else {
       // Few (large) matrices, e.g. one tensor per layer: a reduction over each one's rows.
       for (index_t b = 0; b < g.batch; ++b) {
-        const double s = reduce_sum(space, "curvkit::sum_squares", g.rows,
-                                    RowSquares<T>{g.matrix(b), g.ld, g.cols});
-        for_each_index(space, "curvkit::sum_squares store", 1,
+        const double s = reduce_sum(space, "curvkit::sum_products", g.rows,
+                                    RowProducts<T>{g.matrix(b), h.matrix(b), g.ld, h.ld, g.cols});
+        for_each_index(space, "curvkit::sum_products store", 1,
                        StoreSum<T>{out + flat + b, s, accumulate});
       }
     }

@@ -2,17 +2,17 @@
 // the per-element math of every map the Kokkos and CUDA backends run, usable inside any host or
 // device kernel.  A map has up to four operand slots; slot 2 is always the output.
 //
-//   kind               slots (0, 1, 2, 3)                 scalars c[]
-//   axpby              x (null if a = 0), y (null if b = 0), z           a, b
-//   fill               -, -, z                                            value
-//   add_diagonal       -, -, z (its diagonal only)                        c; shift[b] per matrix
-//   square_ema         x, -, s                                            beta, c
-//   diag_precondition  x, s, z                                            lambda, power (0: 1, 1:
-//   1/2) adam               g, m, d, v                                         b1, b2, eps,
-//   1/(1-b1^t),
-//                                                                         1/(1-b2^t)
-//   scale_by_ratio     -, -, z                                            eps; num_sq[b], den_sq[b]
-//   copy_if_ok         x, -, z                                            -; info[b]
+//   kind               slots (0, 1, 2, 3)                    scalars c[]; per-matrix values
+//   axpby              x (null if a = 0), y (null if b = 0), z  a, b
+//   fill               -, -, z                               value
+//   add_diagonal       -, -, z (its diagonal only)           c; shift[b]
+//   add_scalar         -, -, z                               c; shift[b]
+//   square_ema         x, -, s                               beta, c
+//   diag_precondition  x, s, z                               lambda, power (0: 1, 1: 1/2)
+//   adam               g, m, d, v                            b1, b2, eps, 1/(1-b1^t), 1/(1-b2^t)
+//   scale_by_ratio     -, -, z                               eps; num_sq[b], den_sq[b]
+//   copy_if_ok         x, -, z                               -; info[b]
+//   clip_by_quadratic  -, -, z                               bound; pm0 = sum of q (shared)
 #pragma once
 
 #include <cmath>
@@ -25,11 +25,13 @@ enum class MapKind : int {
   axpby,
   fill,
   add_diagonal,
+  add_scalar,
   square_ema,
   diag_precondition,
   adam,
   scale_by_ratio,
   copy_if_ok,
+  clip_by_quadratic,
 };
 
 /// The scalar constants of one map (meaning per kind above), in double on the host.
@@ -44,6 +46,13 @@ struct MapPerMatrix {
   bool ok = true;
 };
 
+/// min(1, sqrt(bound / |q|)): 1 for q = 0, NaN for a NaN q (never a plausible factor).
+CURVKIT_HD_INLINE double clip_factor(double bound, double q) {
+  if (q != q) return q;
+  const double a = q < 0 ? -q : q;
+  return bound >= a ? 1.0 : std::sqrt(bound / a);
+}
+
 /// One element: s0..s3 point at the element of each slot (null where a slot is unused).  Only
 /// slot 2 is written, and Adam's moments in slots 1 and 3.
 template <MapKind K, class T>
@@ -56,7 +65,7 @@ CURVKIT_HD_INLINE void map_element(const MapScalars& k, const MapPerMatrix<T>& p
     *s2 = z;
   } else if constexpr (K == MapKind::fill) {
     *s2 = T(k.c[0]);
-  } else if constexpr (K == MapKind::add_diagonal) {
+  } else if constexpr (K == MapKind::add_diagonal || K == MapKind::add_scalar) {
     *s2 += T(k.c[0]) + pm.pm0;
   } else if constexpr (K == MapKind::square_ema) {
     const T x = *s0;
@@ -75,6 +84,8 @@ CURVKIT_HD_INLINE void map_element(const MapScalars& k, const MapPerMatrix<T>& p
     *s2 *= T(std::sqrt(pm.pm0)) / (T(std::sqrt(pm.pm1)) + T(k.c[0]));
   } else if constexpr (K == MapKind::copy_if_ok) {
     if (pm.ok) *s2 = *s0;
+  } else if constexpr (K == MapKind::clip_by_quadratic) {
+    *s2 *= T(clip_factor(k.c[0], double(pm.pm0)));
   }
 }
 
