@@ -30,9 +30,10 @@ std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::string_
     AdamWOptions a;
     if (cnn) a = {3e-3, 0.9, 0.999, 1e-8, 0.1};
     o = make_adamw<T>(a);
-  } else if (name == "kfac" || name == "kfac-ef") {
+  } else if (name == "kfac" || name == "kfac-ef" || name == "kfac-2l") {
     KfacOptions k = cnn ? KfacOptions::cnn() : KfacOptions::autoencoder();
     k.empirical = name == "kfac-ef";
+    k.two_level = name == "kfac-2l";
     o = make_kfac<T>(k);
   } else if (name == "shampoo") {
     o = make_shampoo<T>(cnn ? ShampooOptions::cnn() : ShampooOptions{});

@@ -92,7 +92,8 @@ std::vector<real> solve(Mat k, std::vector<real> y) {
 }
 
 // K-FAC's recurrence on the host in long double, on the flattened parameters (w then b per
-// layer): the oracle of the multi-step test.  Inverses by eigendecomposition.
+// layer): the oracle of the multi-step tests.  Inverses by eigendecomposition.  With two_level
+// the coarse correction from dense per-sample layer sums; with kl_clip the clip factor.
 class HostKfac {
  public:
   HostKfac(const KfacOptions& o, std::vector<Spec> specs) : o_(o), specs_(std::move(specs)) {
@@ -144,7 +145,7 @@ class HostKfac {
         st.h_omega = inv(od, da);
         st.h_gamma = inv(gd, dg);
       }
-      // M~ = mu M~ + [dW | db];  P~ = H_Gamma M~ H_Omega;  W~ -= lr (P~ + wd W~).
+      // M~ = mu M~ + [dW | db];  P~ = H_Gamma M~ H_Omega.
       const std::size_t w_at = at, b_at = at + std::size_t(dg * s.d_in);
       for (index_t i = 0; i < dg; ++i)
         for (index_t j = 0; j < da; ++j) {
@@ -159,25 +160,104 @@ class HostKfac {
       for (index_t i = 0; i < dg; ++i)
         for (index_t j = 0; j < da; ++j)
           for (index_t q = 0; q < da; ++q) p[i * da + j] += t[i * da + q] * st.h_omega[q * da + j];
-      for (index_t i = 0; i < dg; ++i)
-        for (index_t j = 0; j < da; ++j) {
-          double& x = j < s.d_in ? w[w_at + i * s.d_in + j] : w[b_at + i];
-          x = double((1 - lr * o_.weight_decay) * real(x) - lr * p[i * da + j]);
-        }
+      st.p = p;
+      st.w_at = w_at;
+      st.b_at = b_at;
       at = b_at + (s.bias ? std::size_t(dg) : 0);
+    }
+    if (o_.two_level) coarse(net, statistics, refresh, beta);
+    real nu = 1;
+    if (o_.kl_clip > 0) {
+      real q = 0;
+      for (std::size_t l = 0; l < specs_.size(); ++l)
+        for (std::size_t e = 0; e < layers_[l].p.size(); ++e)
+          q += layers_[l].p[e] * layers_[l].mom[e];
+      const real bound = real(o_.kl_clip) / (real(lr) * real(lr));
+      nu = bound >= std::abs(q) ? 1 : std::sqrt(bound / std::abs(q));
+      last_nu_ = double(nu);
+    }
+    // W~ -= lr (nu P~ + wd W~).
+    for (std::size_t l = 0; l < specs_.size(); ++l) {
+      const Spec& s = specs_[l];
+      if (s.kind == LayerKind::vector) continue;
+      const State& st = layers_[l];
+      const index_t da = s.d_a();
+      for (index_t i = 0; i < s.d_out; ++i)
+        for (index_t j = 0; j < da; ++j) {
+          double& x = j < s.d_in ? w[st.w_at + i * s.d_in + j] : w[st.b_at + i];
+          x = double((1 - lr * o_.weight_decay) * real(x) - lr * nu * st.p[i * da + j]);
+        }
     }
     if (statistics) seen_ = true;
   }
 
+  double last_nu() const { return last_nu_; }
+  // The largest condition number of F_c + lambda I so far.
+  double coarse_kappa() const { return coarse_kappa_; }
+
  private:
   struct State {
-    Mat omega, gamma, h_omega, h_gamma, mom;
+    Mat omega, gamma, h_omega, h_gamma, mom, p;
+    std::size_t w_at = 0, b_at = 0;
   };
+
+  // Two-level: sigma sums of this batch, S_A, S_G, F_c; (F_c + lambda I)^{-1}; P~_l += c_l.
+  template <class T>
+  void coarse(const StatsNet<T>& net, bool statistics, bool refresh, real beta) {
+    std::vector<std::size_t> ks;  // the K-FAC layers
+    for (std::size_t l = 0; l < specs_.size(); ++l)
+      if (specs_[l].kind != LayerKind::vector) ks.push_back(l);
+    const index_t L = index_t(ks.size()), m = net.m;
+    if (statistics) {
+      std::vector<real> sa(std::size_t(m * L), 0), sg(sa.size(), 0);
+      for (index_t c = 0; c < L; ++c) {
+        const Spec& s = specs_[ks[c]];
+        const auto& x = net.stats[ks[c]];
+        const auto& gs = o_.empirical ? x.g_host : x.gs_host;
+        for (index_t i = 0; i < m; ++i)
+          for (index_t t = 0; t < s.s; ++t) {
+            const index_t r = i * s.s + t;
+            for (index_t j = 0; j < s.d_a(); ++j) sa[i * L + c] += real(x.a_host[r * s.d_a() + j]);
+            for (index_t o = 0; o < s.d_out; ++o) sg[i * L + c] += real(gs[r * s.d_out + o]);
+          }
+      }
+      s_a_.resize(std::size_t(L * L), 0);
+      s_g_.resize(s_a_.size(), 0);
+      f_c_.assign(s_a_.size(), 0);
+      for (index_t p = 0; p < L; ++p)
+        for (index_t q = 0; q < L; ++q) {
+          real a = 0, g = 0;
+          for (index_t i = 0; i < m; ++i) {
+            a += sa[i * L + p] * sa[i * L + q];
+            g += sg[i * L + p] * sg[i * L + q];
+          }
+          const std::size_t e = std::size_t(p * L + q);
+          s_a_[e] = beta * s_a_[e] + (1 - beta) * a / real(m);
+          s_g_[e] = beta * s_g_[e] + (1 - beta) * g / real(m);
+          f_c_[e] = s_a_[e] * s_g_[e];
+        }
+    }
+    if (refresh) {
+      const Mat d = shifted(f_c_, L, real(o_.damping));
+      coarse_kappa_ = std::max(coarse_kappa_, condition(d, L));
+      const Dense inv = matrix_function(d, L, [](real v) { return 1 / v; });
+      c_inv_.assign(inv.begin(), inv.end());
+    }
+    std::vector<real> r(std::size_t(L), 0);
+    for (index_t c = 0; c < L; ++c)
+      for (real v : layers_[ks[c]].mom) r[std::size_t(c)] += v;
+    for (index_t c = 0; c < L; ++c) {
+      real cc = 0;
+      for (index_t q = 0; q < L; ++q) cc += c_inv_[std::size_t(c * L + q)] * r[std::size_t(q)];
+      for (real& v : layers_[ks[c]].p) v += cc;
+    }
+  }
   KfacOptions o_;
   std::vector<Spec> specs_;
   std::vector<State> layers_;
   bool seen_ = false;
-  double kappa_ = 1;
+  double kappa_ = 1, coarse_kappa_ = 1, last_nu_ = 1;
+  Mat s_a_, s_g_, f_c_, c_inv_;
 };
 
 // d_out 3 x d_in 4 with a bias; 2 x 3 without; a convolution (c_out 2, c_in 2, 1 x 3 kernel,
@@ -258,6 +338,7 @@ class KfacTest : public BackendTest {
   // Several steps with statistics given only when needs() asks, against HostKfac.
   template <class T>
   void recurrence(const KfacOptions& o, int steps) {
+    nus.clear();
     SCOPED_TRACE(trace() + (sizeof(T) == 4 ? ", float" : ", double"));
     const index_t m = 5;
     StatsNet<T> kn(backend(), kSpecs, m, rng_);
@@ -292,11 +373,14 @@ class KfacTest : public BackendTest {
         num += (got[e] - want[e]) * (got[e] - want[e]);
         den += want[e] * want[e];
       }
-      const double tol = 8.0 * double(dims) * host.kappa() * host.kappa() * eps<T>() * (k + 1);
+      const double kappa = host.kappa() * host.kappa() + host.coarse_kappa();
+      const double tol = 8.0 * double(dims) * kappa * eps<T>() * (k + 1);
       EXPECT_LE(std::sqrt(num / den), tol) << "step " << k << ", kappa " << host.kappa();
+      if (o.kl_clip > 0) nus.push_back(host.last_nu());
     }
     EXPECT_EQ(opt->iteration(), steps);
   }
+  std::vector<double> nus;  // the KL clip factors of the last recurrence()
 };
 
 TEST_P(KfacTest, FirstStepIsTheDenseFactoredSolve) {
@@ -334,6 +418,42 @@ TEST_P(KfacTest, StatisticsEveryT1AndInversesEveryT2) {
   o.empirical = true;
   o.form = KronFactor::cholesky;
   recurrence<double>(o, 7);
+}
+
+// Two-level K-FAC: the coarse correction c = (F_c + lambda I)^{-1} (1^T M~_l 1)_l added to every
+// entry of each layer's P~, F_c = S_A o S_G from dense per-sample layer sums (docs/optimizer-
+// spec-2.md §6.6), with the statistics and refresh periods of K-FAC.
+TEST_P(KfacTest, TwoLevelAddsTheCoarseCorrection) {
+  KfacOptions o;
+  o.lr = 0.05;
+  o.damping = 0.5;
+  o.momentum = 0.8;
+  o.stat_decay = 0.6;
+  o.two_level = true;
+  recurrence<double>(o, 3);
+  recurrence<float>(o, 3);
+  o.t1 = 2;
+  o.t2 = 3;
+  o.empirical = true;
+  recurrence<double>(o, 5);
+}
+
+// The KL clip scales the K-FAC layers' P~ (coarse term included) by nu < 1 when kappa is small,
+// and leaves them alone when it is large.
+TEST_P(KfacTest, KlClipScalesTheDirection) {
+  KfacOptions o;
+  o.lr = 0.05;
+  o.damping = 0.5;
+  o.kl_clip = 1e-4;
+  recurrence<double>(o, 3);
+  ASSERT_EQ(nus.size(), 3u);
+  for (double nu : nus) EXPECT_LT(nu, 0.5) << "the clip must act in this test";
+  o.two_level = true;
+  recurrence<double>(o, 3);
+  for (double nu : nus) EXPECT_LT(nu, 0.5);
+  o.kl_clip = 1e6;
+  recurrence<float>(o, 2);
+  for (double nu : nus) EXPECT_EQ(nu, 1.0);
 }
 
 // Softmax regression with one hidden tanh layer on three Gaussian blobs (fixed seed), m = 60:
@@ -543,13 +663,26 @@ TEST_P(KfacTest, BadOptionsAndLayersAreReported) {
     EXPECT_NE(s.to_string().find(needle), std::string::npos) << s.to_string();
   };
   const std::vector<void (*)(KfacOptions&)> bad_options = {
-      [](KfacOptions& o) { o.t1 = 0; }, [](KfacOptions& o) { o.t2 = -1; },
-      [](KfacOptions& o) { o.damping = -1; }, [](KfacOptions& o) { o.momentum = 1; },
-      [](KfacOptions& o) { o.stat_decay = std::nan(""); }};
+      [](KfacOptions& o) { o.t1 = 0; },
+      [](KfacOptions& o) { o.t2 = -1; },
+      [](KfacOptions& o) { o.damping = -1; },
+      [](KfacOptions& o) { o.momentum = 1; },
+      [](KfacOptions& o) { o.stat_decay = std::nan(""); },
+      [](KfacOptions& o) { o.kl_clip = -1; }};
   for (auto bad : bad_options) {
     KfacOptions o;
     bad(o);
     expect_invalid(optim::make_kfac<T>(o)->init(c, kn.views(true)), "options.");
+  }
+  {  // two-level sizes its layer sums by init()'s m, and a step must keep it
+    KfacOptions o;
+    o.two_level = true;
+    expect_invalid(optim::make_kfac<T>(o)->init(c, kn.views(false)), "layers[0].m");
+    auto two = optim::make_kfac<T>(o);
+    ASSERT_TRUE(two->init(c, kn.views(true)).ok());
+    auto v = kn.views(true);
+    for (auto& x : v) x.m = x.m > 0 ? 1 : 0;
+    expect_invalid(two->step(c, v), "init()'s m");
   }
   auto opt = optim::make_kfac<T>();
   expect_invalid(opt->step(c, kn.views(true)), "init");
