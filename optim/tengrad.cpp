@@ -7,6 +7,8 @@
 //   factor     L_l (m x m, lower) of K_l + lambda I, and fresh_l, the refresh's work copy
 //   u          z_l (m x 1): J_l vec(M~_l), then (K_l + lambda I)^{-1} of it
 //   info       potrf's and potrs's, one per layer each (watched)
+//   workspace  khatri_rao_gram's, for convolutions that take its direct path (sized by the first
+//              a and g seen, grown if a later refresh needs more)
 // Launches per step: refresh steps one grouped khatri_rao_gram (one K per layer), one grouped
 // potrf (shift policy) and three grouped copy_if_ok (the factor, a, g_s: a failed refresh keeps
 // the previous preconditioner whole); every step two axpby for the momentum (W parts with the
@@ -107,8 +109,12 @@ class Tengrad final : public Optimizer<T> {
       a0.push_back(x.a);
       g0.push_back(g);
     }
-    if (!folded_.empty() && a0.size() == folded_.size())
+    workspace_ = {};
+    workspace_bytes_ = 0;
+    if (!folded_.empty() && a0.size() == folded_.size()) {
       CURVKIT_OPTIM_RETURN(allocate_kept(ctx, a0, g0));
+      CURVKIT_OPTIM_RETURN(reserve_workspace(ctx, a0, g0));
+    }
     CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, fresh_.views));  // potrf leaves the upper part
     CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, momentum_.views));
     // Until the first good refresh: J = 0 and L = sqrt(lambda) I, so the step is M~ / lambda.
@@ -145,6 +151,7 @@ class Tengrad final : public Optimizer<T> {
         g_now.push_back(g);
       }
       CURVKIT_OPTIM_RETURN(allocate_kept(ctx, a_now, g_now));
+      CURVKIT_OPTIM_RETURN(reserve_workspace(ctx, a_now, g_now));
     }
     const detail::FoldedUpdates<T> u =
         detail::folded_updates<T>(layers, folded_, vectors_, momentum_.views, direction_.views);
@@ -153,7 +160,9 @@ class Tengrad final : public Optimizer<T> {
       // K = (1/m) J J^T from this batch, L L^T = K + lambda I; kept only where potrf succeeded.
       KhatriRaoOptions ko;
       ko.alpha = 1.0 / double(m_);
-      CURVKIT_OPTIM_RETURN(khatri_rao_gram<T>(ctx, a_now, g_now, fresh_.views, ko));
+      Context c = ctx;
+      if (workspace_bytes_ > 0) c.set_workspace(workspace_.data(), workspace_bytes_);
+      CURVKIT_OPTIM_RETURN(khatri_rao_gram<T>(c, a_now, g_now, fresh_.views, ko));
       SpdOptions so;
       so.diagonal_shift = o_.damping;
       so.policy = NonSpdPolicy::shift;
@@ -217,6 +226,17 @@ class Tengrad final : public Optimizer<T> {
     return fill<T>(ctx, 0.0, kept_g_.views);
   }
 
+  // khatri_rao_gram's workspace for these a and g (convolutions on its direct path).
+  Status reserve_workspace(const Context& ctx, const std::vector<MatrixBatch<const T>>& a,
+                           const std::vector<MatrixBatch<const T>>& g) {
+    const std::size_t need =
+        khatri_rao_gram_workspace_size<T>(ctx, a, g, GroupedBatch<T>(fresh_.views));
+    if (need <= workspace_bytes_) return Status::success();
+    workspace_ = BackendArray<T>(ctx, (need + sizeof(T) - 1) / sizeof(T));
+    workspace_bytes_ = need;
+    return workspace_.status();
+  }
+
   TengradOptions o_;
   bool initialised_ = false;
   Backend backend_ = Backend::reference;
@@ -227,6 +247,8 @@ class Tengrad final : public Optimizer<T> {
   std::vector<std::size_t> vectors_;
   detail::StateTensors<T> momentum_, direction_, factor_, fresh_, z_, kept_a_, kept_g_;
   BackendArray<int> info_, solve_info_;
+  BackendArray<T> workspace_;
+  std::size_t workspace_bytes_ = 0;
 };
 
 }  // namespace
