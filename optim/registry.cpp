@@ -12,8 +12,8 @@
 namespace curvkit::optim {
 
 std::vector<std::string> optimizer_names() {
-  return {"sgd", "adamw",    "kfac", "kfac-ef", "shampoo", "tnt",    "tnt-ef",
-          "mbf", "mbf-true", "mbag", "mbag-n",  "muon",    "tengrad"};
+  return {"sgd", "adamw",    "kfac", "kfac-ef", "shampoo", "tnt",     "tnt-ef",
+          "mbf", "mbf-true", "mbag", "mbag-n",  "muon",    "tengrad", "kfac-2l"};
 }
 
 template <class T>

@@ -234,22 +234,9 @@ int run(const Options& o) {
     long steps = 0;
     for (long s = 0; s < steps_per_epoch; ++s) {
       if (o.max_steps > 0 && total_steps >= o.max_steps) break;
-      // Synchronising around each region times the work, not just the launches.
-      check(curvkit::synchronize(ctx), "synchronize");
-      const auto t0 = Clock::now();
-      const curvkit::optim::Needs needs = opt->needs();
-      net.load_batch(d_train, s * batch, batch);
-      net.forward(batch);
-      net.loss(batch, true);
-      net.backward(batch);
-      if (needs.g_sampled || needs.grad_sampled) net.backward_sampled(batch, needs.grad_sampled);
-      check(curvkit::synchronize(ctx), "synchronize");
-      const auto t1 = Clock::now();
-      check(opt->step(ctx, net.layer_views(batch, needs)), "optimizer step");
-      check(curvkit::synchronize(ctx), "synchronize");
-      const auto t2 = Clock::now();
-      fwd_bwd_s += seconds(t0, t1);
-      opt_s += seconds(t1, t2);
+      const auto [fb, op] = fmnist::train_step(ctx, net, *opt, d_train, s * batch, batch);
+      fwd_bwd_s += fb;
+      opt_s += op;
       ++steps;
       ++total_steps;
     }

@@ -1,6 +1,7 @@
 #include "network.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -308,18 +309,19 @@ void Network<T>::forward(index_t m) {
 }
 
 template <class T>
-void Network<T>::loss(index_t m, bool output_grad) {
+void Network<T>::loss(index_t m, bool output_grad, bool accumulate) {
   Layer& top = layers_.back();
   T* grad = output_grad ? top.g.data() : nullptr;
   if (spec_.loss == LossKind::softmax_xent) {
     ops::softmax_xent<T>(ctx_, m, top.spec.d_out, top.z.data(), labels_.data(), grad,
                          sample_loss_.data(), sample_correct_.data());
-    ops::accumulate_sum<T>(ctx_, sample_correct_.data(), m, stats_.data() + 1);
+    if (accumulate) ops::accumulate_sum<T>(ctx_, sample_correct_.data(), m, stats_.data() + 1);
   } else {
     // The autoencoder's targets are its inputs (the first m x 784 block of layer 0's input).
     ops::sigmoid_bce<T>(ctx_, m, top.spec.d_out, top.z.data(), input(0), input_ld(0), grad,
                         sample_loss_.data());
   }
+  if (!accumulate) return;
   ops::accumulate_sum<T>(ctx_, sample_loss_.data(), m, stats_.data());
   stats_samples_ += m;
 }
@@ -435,6 +437,9 @@ std::vector<curvkit::optim::LayerView<T>> Network<T>::layer_views(
       v.dw_sampled = curvkit::make_batch<const T>(L.dw_s.data(), 1, s.d_out, L.d_in);
       if (s.bias) v.db_sampled = curvkit::make_batch<const T>(L.db_s.data(), 1, 1, s.d_out);
     }
+    if (needs.z) v.z = curvkit::make_batch<const T>(L.z.data(), 1, rows, s.d_out);
+    if (needs.losses && v.output_layer)
+      v.losses = curvkit::make_batch<const T>(sample_loss_.data(), 1, 1, m);
     views.push_back(v);
   }
   return views;
@@ -458,7 +463,46 @@ double Network<T>::last_mean_loss(index_t m) const {
   return sum / double(m);
 }
 
+template <class T>
+std::pair<double, double> train_step(const Context& ctx, Network<T>& net,
+                                     curvkit::optim::Optimizer<T>& opt, const DeviceSplit& data,
+                                     index_t offset, index_t m) {
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  // Synchronising around each region times the work, not just the launches.
+  check(curvkit::synchronize(ctx), "synchronize");
+  const auto t0 = Clock::now();
+  const curvkit::optim::Needs needs = opt.needs();
+  net.load_batch(data, offset, m);
+  net.forward(m);
+  net.loss(m, true);
+  net.backward(m);
+  if (needs.g_sampled || needs.grad_sampled) net.backward_sampled(m, needs.grad_sampled);
+  check(curvkit::synchronize(ctx), "synchronize");
+  const auto t1 = Clock::now();
+  check(opt.step(ctx, net.layer_views(m, needs)), "optimizer step");
+  if (needs.second_pass != curvkit::optim::SecondPass::none) {
+    // The same batch at the updated weights; its losses stay out of the epoch's statistics.
+    const bool backward = needs.second_pass == curvkit::optim::SecondPass::forward_backward;
+    net.forward(m);
+    net.loss(m, backward, false);
+    if (backward) net.backward(m);
+    const curvkit::optim::Needs pass = curvkit::optim::Optimizer<T>::second_pass_needs(needs);
+    check(opt.finish_step(ctx, net.layer_views(m, pass)), "optimizer finish_step");
+  }
+  check(curvkit::synchronize(ctx), "synchronize");
+  return {seconds(t0, t1), seconds(t1, Clock::now())};
+}
+
 template class Network<float>;
 template class Network<double>;
+template std::pair<double, double> train_step<float>(const Context&, Network<float>&,
+                                                     curvkit::optim::Optimizer<float>&,
+                                                     const DeviceSplit&, index_t, index_t);
+template std::pair<double, double> train_step<double>(const Context&, Network<double>&,
+                                                      curvkit::optim::Optimizer<double>&,
+                                                      const DeviceSplit&, index_t, index_t);
 
 }  // namespace fmnist

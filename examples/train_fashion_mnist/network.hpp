@@ -100,9 +100,10 @@ class Network {
 
   /// z of every layer for the current input.
   void forward(index_t m);
-  /// The loss of the last forward pass, added to the statistics; with `output_grad`, also the
-  /// top layer's g for backward().
-  void loss(index_t m, bool output_grad);
+  /// The per-sample losses of the last forward pass, added to the statistics unless
+  /// `accumulate` is false (an optimizer's second pass); with `output_grad`, also the top layer's
+  /// g for backward().
+  void loss(index_t m, bool output_grad, bool accumulate = true);
   /// g, dW, db of every layer with the true labels (after loss(m, true)).
   void backward(index_t m);
   /// g_sampled of every layer with labels drawn from the model's predictive distribution
@@ -111,7 +112,8 @@ class Network {
   void backward_sampled(index_t m, bool weight_grads);
 
   /// The layers as curvkit's optimizers see them, with the statistics `needs` asks for (the
-  /// sampled-label ones hold what the last backward_sampled() wrote).
+  /// sampled-label ones hold what the last backward_sampled() wrote; z and the output layer's
+  /// losses those of the last forward() and loss()).
   std::vector<curvkit::optim::LayerView<T>> layer_views(index_t m,
                                                         const curvkit::optim::Needs& needs);
 
@@ -171,6 +173,16 @@ class Network {
   BackendArray<double> stats_;  // {sum of losses, sum of correct}
   std::int64_t stats_samples_ = 0;
 };
+
+/// One training step on the m samples order[offset .. offset + m) of `data`: forward, loss,
+/// backward (and the sampled-label backward when the optimizer asks), the optimizer's step, and
+/// the second pass with finish_step() when its needs() asked for one.  Returns the seconds of
+/// the forward / backward part and of the optimizer part (which includes the second pass),
+/// each timed between synchronisations.
+template <class T>
+std::pair<double, double> train_step(const Context& ctx, Network<T>& net,
+                                     curvkit::optim::Optimizer<T>& opt, const DeviceSplit& data,
+                                     index_t offset, index_t m);
 
 extern template class Network<float>;
 extern template class Network<double>;

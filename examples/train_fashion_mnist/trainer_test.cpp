@@ -20,6 +20,7 @@
 
 #include "curvkit/core/context.hpp"
 #include "curvkit/core/memory.hpp"
+#include "curvkit/elementwise.hpp"
 #include "idx.hpp"
 #include "network.hpp"
 
@@ -477,6 +478,102 @@ TEST(LayoutTest, SampledLabelGradients) {
     SCOPED_TRACE(backend_name(ctx));
     check_sampled(ctx, tiny_cnn());
     check_sampled(ctx, tiny_autoencoder());
+  }
+}
+
+// ---- the training step's second pass -------------------------------------------------------
+
+// SGD that asks for a second pass every step and records what finish_step() sees.
+template <class T>
+class SecondPassProbe final : public curvkit::optim::Optimizer<T> {
+ public:
+  explicit SecondPassProbe(curvkit::optim::SecondPass pass) : pass_(pass) { this->lr_ = 0.005; }
+  std::string_view name() const override { return "probe"; }
+  curvkit::optim::Needs needs() const override {
+    curvkit::optim::Needs n;
+    n.second_pass = pass_;
+    return n;
+  }
+  curvkit::Status init(const Context&, std::span<const curvkit::optim::LayerView<T>>) override {
+    return curvkit::Status::success();
+  }
+  curvkit::Status step(const Context& ctx,
+                       std::span<const curvkit::optim::LayerView<T>> layers) override {
+    for (const auto& l : layers) {
+      if (auto st = curvkit::axpby<T>(ctx, -this->lr_, l.dw, 1.0, l.w, l.w); !st.ok()) return st;
+      if (l.b.data == nullptr) continue;
+      if (auto st = curvkit::axpby<T>(ctx, -this->lr_, l.db, 1.0, l.b, l.b); !st.ok()) return st;
+    }
+    ++this->k_;
+    return curvkit::Status::success();
+  }
+  curvkit::Status finish_step(const Context& ctx,
+                              std::span<const curvkit::optim::LayerView<T>> layers) override {
+    ++finished;
+    const auto& top = layers.back();
+    losses = top.losses.data != nullptr ? to_host<T>(ctx, top.losses) : std::vector<T>{};
+    z_rows.clear();
+    for (const auto& l : layers)
+      z_rows.push_back(l.z.data != nullptr && l.g.data != nullptr ? l.z.rows : -1);
+    return curvkit::Status::success();
+  }
+  int finished = 0;
+  std::vector<T> losses;
+  std::vector<index_t> z_rows;
+
+ private:
+  curvkit::optim::SecondPass pass_;
+};
+
+// Eight random 28 x 28 images with labels, as the trainer's data.
+fmnist::Split random_split(std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  fmnist::Split s;
+  s.images.count = s.labels.count = 8;
+  s.images.rows = s.images.cols = 28;
+  s.images.pixels.resize(8 * 784);
+  for (auto& p : s.images.pixels) p = std::uint8_t(rng() % 256);
+  s.labels.labels.resize(8);
+  for (auto& l : s.labels.labels) l = std::uint8_t(rng() % 10);
+  return s;
+}
+
+// train_step's second pass: the same batch at the updated weights, losses (forward) or z and g
+// (forward_backward) handed to finish_step, and nothing of it in the epoch's statistics.
+TEST(TrainStep, SecondPassSeesTheUpdatedWeights) {
+  using T = double;
+  using curvkit::optim::SecondPass;
+  for (const Context& ctx : backends()) {
+    SCOPED_TRACE(backend_name(ctx));
+    const fmnist::DeviceSplit data(ctx, random_split(3));
+    const index_t m = 8;
+    for (SecondPass pass : {SecondPass::forward, SecondPass::forward_backward}) {
+      fmnist::Network<T> net(ctx, fmnist::mlp_spec(), m, 5);
+      net.load_batch(data, 0, m);
+      net.forward(m);
+      net.loss(m, false, false);
+      const double before = net.last_mean_loss(m);
+      SecondPassProbe<T> probe(pass);
+      fmnist::train_step<T>(ctx, net, probe, data, 0, m);
+      EXPECT_EQ(probe.finished, 1);
+      const fmnist::Stats st = net.take_stats();
+      EXPECT_EQ(st.samples, m) << "the second pass must not count";
+      EXPECT_NEAR(st.mean_loss(), before, 1e-12 * std::abs(before));
+      net.forward(m);
+      net.loss(m, false, false);
+      const double after = net.last_mean_loss(m);
+      EXPECT_LT(after, before) << "an SGD step on the batch";
+      if (pass == SecondPass::forward) {
+        ASSERT_EQ(probe.losses.size(), std::size_t(m));
+        double mean = 0;
+        for (T v : probe.losses) mean += double(v) / double(m);
+        EXPECT_NEAR(mean, after, 1e-12 * after) << "losses at the updated weights";
+        for (index_t r : probe.z_rows) EXPECT_EQ(r, -1);
+      } else {
+        EXPECT_TRUE(probe.losses.empty());
+        for (index_t r : probe.z_rows) EXPECT_EQ(r, m) << "z and g of every layer";
+      }
+    }
   }
 }
 

@@ -14,7 +14,10 @@
 //     and output gradients, S positions per sample (1 for linear layers);
 //   - the step counter k starts at 0; statistics are refreshed when k % T1 == 0 and
 //     preconditioners when k % T2 == 0, so a preconditioner exists from the first step;
-//   - weight decay is decoupled: W <- (1 - lr wd) W - lr direction.
+//   - weight decay is decoupled: W <- (1 - lr wd) W - lr direction;
+//   - a few methods (K-BFGS, SMW-NG / GN) need the network evaluated again on the same
+//     mini-batch at the updated weights: needs().second_pass says which pass, the trainer runs it
+//     after step() and hands its results to finish_step() (docs/optimizer-spec-2.md §1).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +41,13 @@ enum class LayerKind : int {
   vector = 2,  ///< w: 1 x n (batch-norm scales and shifts); no bias, no statistics
 };
 
+/// The trainer's pass on the same mini-batch after step(), at the updated weights.
+enum class SecondPass : int {
+  none = 0,
+  forward = 1,           ///< forward and the per-sample losses (SMW-NG, SMW-GN)
+  forward_backward = 2,  ///< forward, and backward with the true labels (K-BFGS)
+};
+
 /// One layer as the trainer sees it at one step (views into the trainer's memory).
 template <class T>
 struct LayerView {
@@ -53,14 +63,19 @@ struct LayerView {
   MatrixBatch<const T> g;                       ///< (m S) x d_out per-sample output gradients
   MatrixBatch<const T> g_sampled;               ///< the same with labels sampled from the model
   MatrixBatch<const T> dw_sampled, db_sampled;  ///< mean gradients with sampled labels
+  MatrixBatch<const T> z;       ///< (m S) x d_out pre-activations z = a [W | b]^T of the pass
+  MatrixBatch<const T> losses;  ///< 1 x 1 x m per-sample losses; on the output layer only
 };
 
 /// What the next step needs from the trainer beyond w, b, dw, db.
 struct Needs {
-  bool a = false;             ///< layer inputs
-  bool g = false;             ///< per-sample output gradients (true labels)
-  bool g_sampled = false;     ///< per-sample output gradients with sampled labels
-  bool grad_sampled = false;  ///< mean gradients with sampled labels
+  bool a = false;                             ///< layer inputs
+  bool g = false;                             ///< per-sample output gradients (true labels)
+  bool g_sampled = false;                     ///< per-sample output gradients with sampled labels
+  bool grad_sampled = false;                  ///< mean gradients with sampled labels
+  bool z = false;                             ///< pre-activations
+  bool losses = false;                        ///< per-sample losses (the output layer's view)
+  SecondPass second_pass = SecondPass::none;  ///< after step(): the pass, then finish_step()
 };
 
 /// The per-matrix info codes of an optimizer's last statistics and refresh ops, read back by
@@ -104,6 +119,22 @@ class Optimizer {
   /// One step: statistics, refreshes and the update of every layer's w and b; then k += 1.
   /// Launches only (no synchronisation); a non-ok Status names the op that refused.
   virtual Status step(const Context& ctx, std::span<const LayerView<T>> layers) = 0;
+
+  /// Completes the step after the trainer's second pass (when needs().second_pass of that step
+  /// was not none): the views then hold what the pass computed (z and g for forward_backward,
+  /// the output layer's losses for forward).  Launches only.
+  virtual Status finish_step(const Context& ctx, std::span<const LayerView<T>> layers) {
+    (void)ctx;
+    (void)layers;
+    return Status::success();
+  }
+  /// What finish_step() reads, given the step's needs (z and g, or losses).
+  static Needs second_pass_needs(const Needs& step_needs) {
+    Needs n;
+    n.z = n.g = step_needs.second_pass == SecondPass::forward_backward;
+    n.losses = step_needs.second_pass == SecondPass::forward;
+    return n;
+  }
 
   /// Waits for the Context's work and reads the info codes of the last statistics and refresh
   /// ops (never called by step(): a trainer asks when it wants to know, e.g. once per epoch).
