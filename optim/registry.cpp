@@ -1,6 +1,7 @@
 // make_optimizer (curvkit/optim/registry.hpp): the paper presets of each optimizer.
 #include "curvkit/optim/registry.hpp"
 
+#include "curvkit/optim/kbfgs.hpp"
 #include "curvkit/optim/kfac.hpp"
 #include "curvkit/optim/mbag.hpp"
 #include "curvkit/optim/mbf.hpp"
@@ -12,8 +13,8 @@
 namespace curvkit::optim {
 
 std::vector<std::string> optimizer_names() {
-  return {"sgd", "adamw",    "kfac", "kfac-ef", "shampoo", "tnt",     "tnt-ef",
-          "mbf", "mbf-true", "mbag", "mbag-n",  "muon",    "tengrad", "kfac-2l"};
+  return {"sgd",      "adamw", "kfac",   "kfac-ef", "shampoo", "tnt",     "tnt-ef", "mbf",
+          "mbf-true", "mbag",  "mbag-n", "muon",    "tengrad", "kfac-2l", "kbfgs"};
 }
 
 template <class T>
@@ -51,6 +52,8 @@ std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::string_
     o = make_mbag<T>(m);
   } else if (name == "muon") {
     o = make_muon<T>();
+  } else if (name == "kbfgs") {
+    o = make_kbfgs<T>(cnn ? KbfgsOptions::cnn() : KbfgsOptions::autoencoder());
   } else if (name == "tengrad") {
     o = make_tengrad<T>(cnn ? TengradOptions::cnn() : TengradOptions::autoencoder());
   }

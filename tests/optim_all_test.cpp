@@ -48,8 +48,9 @@ std::unique_ptr<optim::Optimizer<double>> make_for_test(const std::string& name)
     return make_muon<double>(o);
   }
   static const std::map<std::string, double> lr = {
-      {"sgd", 0.01},  {"adamw", 0.03},  {"shampoo", 1e-3}, {"tnt", 1e-3},     {"tnt-ef", 3e-3},
-      {"mbag", 0.01}, {"mbag-n", 0.02}, {"kfac", 0.05},    {"kfac-ef", 0.05}, {"kfac-2l", 0.05}};
+      {"sgd", 0.01},     {"adamw", 0.03},   {"shampoo", 1e-3}, {"tnt", 1e-3},
+      {"tnt-ef", 3e-3},  {"mbag", 0.01},    {"mbag-n", 0.02},  {"kfac", 0.05},
+      {"kfac-ef", 0.05}, {"kfac-2l", 0.05}, {"kbfgs", 0.05}};
   const auto it = lr.find(name);
   return it == lr.end() ? nullptr : make_optimizer<double>(name, "autoencoder", it->second);
 }
@@ -79,6 +80,7 @@ class Problem {
     double loss = 0;
     std::vector<double> grad, grad_sampled;        // flattened like the parameters
     std::vector<double> a1, g1, g1s, a2, g2, g2s;  // per layer
+    std::vector<double> z1, z2;                    // pre-activations (the net is linear)
   };
   Pass run(const std::vector<double>& p) {
     const double* w1 = p.data();
@@ -94,6 +96,8 @@ class Problem {
     r.g1s.resize(r.g1.size());
     r.g2.resize(std::size_t(kM * kOut));
     r.g2s.resize(r.g2.size());
+    r.z1.resize(r.g1.size());
+    r.z2.resize(r.g2.size());
     std::normal_distribution<double> n;
     for (index_t i = 0; i < kM; ++i) {
       std::vector<double> h(static_cast<std::size_t>(kHidden));
@@ -106,9 +110,11 @@ class Problem {
         r.a1[std::size_t(i * (kIn + 1) + j)] = j < kIn ? x_[std::size_t(i * kIn + j)] : 1;
       for (index_t a = 0; a <= kHidden; ++a)
         r.a2[std::size_t(i * (kHidden + 1) + a)] = a < kHidden ? h[std::size_t(a)] : 1;
+      for (index_t a = 0; a < kHidden; ++a) r.z1[std::size_t(i * kHidden + a)] = h[std::size_t(a)];
       for (index_t o = 0; o < kOut; ++o) {
         double out = b2[o];
         for (index_t a = 0; a < kHidden; ++a) out += w2[o * kHidden + a] * h[std::size_t(a)];
+        r.z2[std::size_t(i * kOut + o)] = out;
         const double res = out - y_[std::size_t(i * kOut + o)];
         r.loss += res * res / (2.0 * double(kM));
         r.g2[std::size_t(i * kOut + o)] = res;
@@ -168,7 +174,8 @@ class AllOptimizersTest : public BackendTest {
     const Backend be = backend();
     Buffer<T> a1(be, std::size_t(kM * (kIn + 1))), g1(be, std::size_t(kM * kHidden)),
         g1s(be, std::size_t(kM * kHidden)), a2(be, std::size_t(kM * (kHidden + 1))),
-        g2(be, std::size_t(kM * kOut)), g2s(be, std::size_t(kM * kOut));
+        g2(be, std::size_t(kM * kOut)), g2s(be, std::size_t(kM * kOut)),
+        z1(be, std::size_t(kM * kHidden)), z2(be, std::size_t(kM * kOut));
     auto views = net.views();
     const auto sv = sampled.views();
     auto mat = [](Buffer<T>& b, index_t r, index_t c) {
@@ -180,6 +187,8 @@ class AllOptimizersTest : public BackendTest {
     views[1].a = mat(a2, kM, kHidden + 1);
     views[1].g = mat(g2, kM, kOut);
     views[1].g_sampled = mat(g2s, kM, kOut);
+    views[0].z = mat(z1, kM, kHidden);
+    views[1].z = mat(z2, kM, kOut);
     views[1].output_layer = true;
     for (std::size_t l = 0; l < 2; ++l) {
       views[l].m = kM;
@@ -194,7 +203,7 @@ class AllOptimizersTest : public BackendTest {
     };
     Problem::Pass pass = prob.run(net.params());
     const double start = pass.loss;
-    for (int k = 0; k < steps; ++k) {
+    auto upload_pass = [&] {
       net.set_grads(pass.grad);
       sampled.set_grads(pass.grad_sampled);
       upload(a1, pass.a1);
@@ -203,11 +212,23 @@ class AllOptimizersTest : public BackendTest {
       upload(a2, pass.a2);
       upload(g2, pass.g2);
       upload(g2s, pass.g2s);
+      upload(z1, pass.z1);
+      upload(z2, pass.z2);
+    };
+    for (int k = 0; k < steps; ++k) {
+      upload_pass();
+      const optim::Needs needs = opt->needs();
       const Status st = opt->step(c, views);
       EXPECT_TRUE(st.ok()) << name << ": " << st.to_string();
       if (!st.ok()) break;
       EXPECT_TRUE(synchronize(c).ok());
       pass = prob.run(net.params());
+      if (needs.second_pass != optim::SecondPass::none) {  // the (full) batch at the new weights
+        upload_pass();
+        const Status fs = opt->finish_step(c, views);
+        EXPECT_TRUE(fs.ok()) << name << ": " << fs.to_string();
+        if (!fs.ok()) break;
+      }
       EXPECT_TRUE(std::isfinite(pass.loss)) << trace() << ", " << name << ", step " << k;
       if (!std::isfinite(pass.loss)) break;
     }

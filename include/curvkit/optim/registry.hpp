@@ -1,6 +1,6 @@
 // Every optimizer of the layer by name, with the paper settings of a network kind, so that a
 // trainer switches with one flag.  Names (optimizer_names()): sgd, adamw, kfac, kfac-ef,
-// shampoo, tnt, tnt-ef, mbf, mbf-true, mbag, mbag-n, muon, tengrad, kfac-2l.
+// shampoo, tnt, tnt-ef, mbf, mbf-true, mbag, mbag-n, muon, tengrad, kfac-2l, kbfgs.
 // Presets: "autoencoder" (the seeds' MLP settings: statistics every step, refreshes every 20)
 // and "cnn" (every 10 / 100).  The learning rate can be overridden (lr > 0).
 #pragma once
