@@ -8,6 +8,7 @@
 // two calls: the W parts (and the vector layers' tensors), then the bias columns.
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,35 @@ Status same_layers(const char* op, std::span<const LayerView<T>> layers,
   for (std::size_t v : vectors)
     if (layers[v].kind != LayerKind::vector)
       return Status::invalid_argument(op, layer_name(v, "kind") + " differs from init()'s");
+  return Status::success();
+}
+
+/// The checks every folded-layer optimizer's step() starts with: init() was called, on ctx's
+/// backend, and the layers are init()'s (their tensors are collected into `now`).
+template <class T>
+Status check_step_layers(const char* op, bool initialised, Backend init_backend, const Context& ctx,
+                         std::span<const LayerView<T>> layers, ParamGroups<T>* now,
+                         const std::vector<MatrixBatch<T>>& init_shapes,
+                         const std::vector<FoldedLayer>& folded,
+                         const std::vector<std::size_t>& vectors) {
+  if (!initialised) return Status::invalid_argument(op, "init() was not called");
+  if (ctx.backend() != init_backend)
+    return Status::invalid_argument(op, "ctx names another backend than init() was given");
+  CURVKIT_OPTIM_RETURN(collect(op, layers, now));
+  CURVKIT_OPTIM_RETURN(same_shapes(op, now->params, init_shapes));
+  return same_layers(op, layers, folded, vectors);
+}
+
+/// Options shared by the damped methods: lr and weight decay finite, damping finite and > 0,
+/// momentum in [0, 1).
+inline Status check_damped_options(const char* op, double lr, double weight_decay, double damping,
+                                   double momentum) {
+  if (!std::isfinite(lr) || !std::isfinite(weight_decay))
+    return Status::invalid_argument(op, "options.lr and options.weight_decay must be finite");
+  if (!(damping > 0) || !std::isfinite(damping))
+    return Status::invalid_argument(op, "options.damping must be finite and > 0");
+  if (!(momentum >= 0 && momentum < 1))
+    return Status::invalid_argument(op, "options.momentum must be in [0, 1)");
   return Status::success();
 }
 

@@ -138,12 +138,8 @@ class Kfac final : public Optimizer<T> {
 
   Status step(const Context& ctx, std::span<const LayerView<T>> layers) override {
     const char* op = "kfac step";
-    if (!initialised_) return Status::invalid_argument(op, "init() was not called");
-    if (ctx.backend() != backend_)
-      return Status::invalid_argument(op, "ctx names another backend than init() was given");
-    CURVKIT_OPTIM_RETURN(detail::collect(op, layers, &now_));
-    CURVKIT_OPTIM_RETURN(detail::same_shapes(op, now_.params, shapes_));
-    CURVKIT_OPTIM_RETURN(detail::same_layers(op, layers, kfac_, vector_));
+    CURVKIT_OPTIM_RETURN(detail::check_step_layers(op, initialised_, backend_, ctx, layers, &now_,
+                                                   shapes_, kfac_, vector_));
     const std::size_t nl = kfac_.size();
     const bool statistics = this->k_ % o_.t1 == 0, refresh = this->k_ % o_.t2 == 0;
 

@@ -34,12 +34,8 @@ using detail::layer_name;
 
 Status check_options(const TengradOptions& o) {
   const char* op = "tengrad init";
-  if (!std::isfinite(o.lr) || !std::isfinite(o.weight_decay))
-    return Status::invalid_argument(op, "options.lr and options.weight_decay must be finite");
-  if (!(o.damping > 0) || !std::isfinite(o.damping))
-    return Status::invalid_argument(op, "options.damping must be finite and > 0");
-  if (!(o.momentum >= 0 && o.momentum < 1))
-    return Status::invalid_argument(op, "options.momentum must be in [0, 1)");
+  CURVKIT_OPTIM_RETURN(
+      detail::check_damped_options(op, o.lr, o.weight_decay, o.damping, o.momentum));
   if (o.t2 < 1) return Status::invalid_argument(op, "options.t2 must be >= 1");
   return Status::success();
 }
@@ -127,12 +123,8 @@ class Tengrad final : public Optimizer<T> {
 
   Status step(const Context& ctx, std::span<const LayerView<T>> layers) override {
     const char* op = "tengrad step";
-    if (!initialised_) return Status::invalid_argument(op, "init() was not called");
-    if (ctx.backend() != backend_)
-      return Status::invalid_argument(op, "ctx names another backend than init() was given");
-    CURVKIT_OPTIM_RETURN(detail::collect(op, layers, &now_));
-    CURVKIT_OPTIM_RETURN(detail::same_shapes(op, now_.params, shapes_));
-    CURVKIT_OPTIM_RETURN(detail::same_layers(op, layers, folded_, vectors_));
+    CURVKIT_OPTIM_RETURN(detail::check_step_layers(op, initialised_, backend_, ctx, layers, &now_,
+                                                   shapes_, folded_, vectors_));
     const bool refresh = this->k_ % o_.t2 == 0;
     const std::size_t nl = folded_.size();
     // Everything is checked and every view built before the first launch.

@@ -66,4 +66,16 @@ Dense matrix_function(const std::vector<real>& a, index_t n, F f) {
   return out;
 }
 
+// Largest over smallest eigenvalue of a symmetric positive definite matrix.
+inline double condition(const std::vector<real>& a, index_t n) {
+  std::vector<real> w, q;
+  jacobi_eigen(a, n, &w, &q);
+  real lo = w[0], hi = w[0];
+  for (real v : w) {
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  return double(hi / lo);
+}
+
 }  // namespace curvkit::test

@@ -52,13 +52,6 @@ Mat bfgs(const Mat& h, const Mat& s, const Mat& y, index_t n) {
   return out;
 }
 
-double condition(const Mat& a, index_t n) {
-  std::vector<real> w, q;
-  jacobi_eigen(a, n, &w, &q);
-  const auto [lo, hi] = std::minmax_element(w.begin(), w.end());
-  return double(*hi / *lo);
-}
-
 // K-BFGS's recurrence in long double on the flattened parameters (w then b per layer).
 class HostKbfgs {
  public:
@@ -204,15 +197,6 @@ class HostKbfgs {
   std::vector<State> layers_;
   int damped_ = 0;
 };
-
-double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (std::size_t e = 0; e < want.size(); ++e) {
-    num += (got[e] - want[e]) * (got[e] - want[e]);
-    den += want[e] * want[e];
-  }
-  return std::sqrt(num / den);
-}
 
 class KbfgsTest : public BackendTest {
  protected:

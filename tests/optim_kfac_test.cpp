@@ -52,14 +52,6 @@ Mat shifted(Mat a, index_t n, real shift) {
   return a;
 }
 
-// Largest over smallest eigenvalue of a symmetric positive definite matrix.
-double condition(const Mat& a, index_t n) {
-  std::vector<real> w, q;
-  jacobi_eigen(a, n, &w, &q);
-  const auto [lo, hi] = std::minmax_element(w.begin(), w.end());
-  return double(*hi / *lo);
-}
-
 // The pi-split shifts of (Omega, Gamma): {shift_a, shift_g}.
 std::pair<real, real> shifts(const Mat& omega, index_t da, const Mat& gamma, index_t dg,
                              double lambda, bool pi_split) {

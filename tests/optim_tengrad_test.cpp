@@ -141,15 +141,6 @@ class HostTengrad {
   double kappa_ = 1;
 };
 
-double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (std::size_t e = 0; e < want.size(); ++e) {
-    num += (got[e] - want[e]) * (got[e] - want[e]);
-    den += want[e] * want[e];
-  }
-  return std::sqrt(num / den);
-}
-
 class TengradTest : public BackendTest {
  protected:
   // Several steps with statistics drawn every step and given when needs() asks, against

@@ -88,6 +88,16 @@ struct Net {
   }
 };
 
+/// ||got - want|| / ||want||.
+inline double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (std::size_t e = 0; e < want.size(); ++e) {
+    num += (got[e] - want[e]) * (got[e] - want[e]);
+    den += want[e] * want[e];
+  }
+  return std::sqrt(num / den);
+}
+
 /// The host-side recurrence of an optimizer: updates `params` (every tensor flattened, w then b
 /// per layer) given the step's gradients and the step number k.
 using HostUpdate = std::function<void(std::vector<double>&, const std::vector<double>&, int)>;
@@ -114,13 +124,7 @@ void expect_follows(optim::Optimizer<T>& opt, Backend be, const Context& c, std:
     ASSERT_TRUE(st.ok()) << st.to_string();
     ASSERT_TRUE(synchronize(c).ok());
     update(want, g, k);
-    const auto got = net.params();
-    double num = 0, den = 0;
-    for (std::size_t e = 0; e < want.size(); ++e) {
-      num += (got[e] - want[e]) * (got[e] - want[e]);
-      den += want[e] * want[e];
-    }
-    EXPECT_LE(std::sqrt(num / den), tol * (k + 1))
+    EXPECT_LE(relative_error(net.params(), want), tol * (k + 1))
         << what << ", step " << k << (sizeof(T) == 4 ? ", float" : ", double");
   }
   EXPECT_EQ(opt.iteration(), steps);
