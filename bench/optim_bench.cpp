@@ -9,7 +9,8 @@
 //
 //   optim_step/<model>/<backend>/<name>  mean time of one step over a whole refresh period
 //                                        (after one untimed period; the ms_per_step counter
-//                                        divides by the period's steps);
+//                                        divides by the period's steps); K-BFGS's second
+//                                        forward and backward are not in it;
 //   model_fwd_bwd/<model>/<backend>      three GEMMs per layer, 2 m S d_in d_out flops each
 //                                        (Y = A W^T, dA = G W, dW = G^T A; S positions per
 //                                        sample).  For the CNN this leaves out im2col / col2im,
@@ -114,6 +115,7 @@ class Model {
       x.a = MatrixBatch<T>{y.a.data(), 1, r, i + 1, i + 1, r * (i + 1)};
       x.g = MatrixBatch<T>{y.g.data(), 1, r, o, o, r * o};
       x.g_sampled = MatrixBatch<T>{y.gs.data(), 1, r, o, o, r * o};
+      x.z = x.g_sampled;  // any (m S) x d_out values serve as pre-activations here
       x.output_layer = l + 1 == layers_.size();
       v.push_back(x);
     }
@@ -171,12 +173,20 @@ void bm_step(benchmark::State& st, const ModelShape& shape, const std::string& n
   if (!opt) return st.SkipWithError(("unknown optimizer " + name).c_str());
   if (Status s = opt->init(ctx, views); !s.ok()) return st.SkipWithError(s.to_string().c_str());
   // One untimed period first: the state's pages are touched and the statistics are warm.
+  // One step, and finish_step() when the optimizer asks for a second pass (that pass's forward
+  // and backward are the model's cost, not timed here: add model_fwd_bwd per curvature step).
+  auto one_step = [&] {
+    const optim::Needs needs = opt->needs();
+    Status s = opt->step(ctx, views);
+    if (s.ok() && needs.second_pass != optim::SecondPass::none) s = opt->finish_step(ctx, views);
+    return s;
+  };
   for (int k = 0; k < shape.period; ++k)
-    if (Status s = opt->step(ctx, views); !s.ok()) return st.SkipWithError(s.to_string().c_str());
+    if (Status s = one_step(); !s.ok()) return st.SkipWithError(s.to_string().c_str());
   (void)synchronize(ctx);
   for (auto _ : st) {
     for (int k = 0; k < shape.period; ++k)
-      if (Status s = opt->step(ctx, views); !s.ok()) return st.SkipWithError(s.to_string().c_str());
+      if (Status s = one_step(); !s.ok()) return st.SkipWithError(s.to_string().c_str());
     (void)synchronize(ctx);
   }
   // Milliseconds per step: elapsed seconds / (steps / 1000).
