@@ -115,7 +115,6 @@ class Kbfgs final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(workspace_.status());
     shifts_ = {};
     ones_ = {};
-    ones_filled_ = 0;
     positions_.assign(nl, 0);
     backend_ = ctx.backend();
     initialised_ = true;
@@ -184,11 +183,9 @@ class Kbfgs final : public Optimizer<T> {
     // s_G += (1 - beta) zbar+,  y_G += (1 - beta) gbar+;  damped copies;  H_G <- BFGS.
     CURVKIT_OPTIM_RETURN(gradient_means(ctx, layers, 1 - o_.momentum, 1.0));
     const std::size_t nl = folded_.size();
+    CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, s_g_.cviews(), 0.0, {}, s_d_.views));
+    CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, y_g_.cviews(), 0.0, {}, y_d_.views));
     for (std::size_t i = 0; i < nl; ++i) {
-      CURVKIT_OPTIM_RETURN(
-          axpby<T>(ctx, 1.0, MatrixBatch<const T>(s_g_.views[i]), 0.0, {}, s_d_.views[i]));
-      CURVKIT_OPTIM_RETURN(
-          axpby<T>(ctx, 1.0, MatrixBatch<const T>(y_g_.views[i]), 0.0, {}, y_d_.views[i]));
       DampingOptions dp;
       dp.scheme = DampingScheme::powell_lm;
       dp.mu1 = o_.mu1;
@@ -198,8 +195,9 @@ class Kbfgs final : public Optimizer<T> {
                                            y_d_.views[i], info, dp));
       BfgsOptions bo;
       bo.skip_rejected = true;
-      CURVKIT_OPTIM_RETURN(bfgs_update<T>(ctx, h_g_.views[i], s_d_.cviews()[i], y_d_.cviews()[i],
-                                          info, bo, nullptr, skipped_.data() + nl + i));
+      CURVKIT_OPTIM_RETURN(bfgs_update<T>(ctx, h_g_.views[i], MatrixBatch<const T>(s_d_.views[i]),
+                                          MatrixBatch<const T>(y_d_.views[i]), info, bo, nullptr,
+                                          skipped_.data() + nl + i));
     }
     pending_ = false;
     return Status::success();
@@ -271,10 +269,9 @@ class Kbfgs final : public Optimizer<T> {
   Status ones_status(const Context& ctx) {
     index_t most = 0;
     for (index_t s : positions_) most = std::max(most, s * m_);
-    if (ones_filled_ >= most) return Status::success();
+    if (ones_.size() >= std::size_t(most)) return Status::success();
     ones_ = BackendArray<T>(ctx, std::size_t(most));
     CURVKIT_OPTIM_RETURN(ones_.status());
-    ones_filled_ = most;
     return fill<T>(ctx, 1.0, MatrixBatch<T>{ones_.data(), 1, 1, most, most, most});
   }
 
@@ -290,11 +287,12 @@ class Kbfgs final : public Optimizer<T> {
     ho.scale = 1.0 / double(m_);  // A sums over positions, averages over samples
     int* info = info_.data() + nl + i;
     CURVKIT_OPTIM_RETURN(hessian_action_pair<T>(ctx, MatrixBatch<const T>(h_a_.views[i]),
-                                                abar_.cviews()[i], x.a, s_a_.views[i],
-                                                y_a_.views[i], info, ho));
+                                                MatrixBatch<const T>(abar_.views[i]), x.a,
+                                                s_a_.views[i], y_a_.views[i], info, ho));
     BfgsOptions bo;
     bo.skip_rejected = true;
-    return bfgs_update<T>(ctx, h_a_.views[i], s_a_.cviews()[i], y_a_.cviews()[i], info, bo, nullptr,
+    return bfgs_update<T>(ctx, h_a_.views[i], MatrixBatch<const T>(s_a_.views[i]),
+                          MatrixBatch<const T>(y_a_.views[i]), info, bo, nullptr,
                           skipped_.data() + i);
   }
 
@@ -327,7 +325,6 @@ class Kbfgs final : public Optimizer<T> {
   detail::StateTensors<T> h_a_, h_g_, momentum_, direction_;
   detail::StateTensors<T> abar_, s_a_, y_a_, s_g_, y_g_, s_d_, y_d_;
   BackendArray<T> shifts_, ones_, workspace_;
-  index_t ones_filled_ = 0;
   std::size_t workspace_bytes_ = 0;
   BackendArray<int> info_, skipped_;
 };
