@@ -269,13 +269,18 @@ Status bfgs_damping(const Context&, MatrixBatch<const T> hv, MatrixBatch<T> sv, 
   const real mu1 = o.mu1, mu2 = o.mu2;
   for (index_t b = 0; b < sv.batch; ++b) {
     std::vector<real> s = row(sv, b, 0), y = row(yv, b, 0);
-    Mat h(n, n);
-    if (o.scheme == DampingScheme::powell_identity_lm)
-      for (index_t i = 0; i < n; ++i) h(i, i) = 1 / mu2;
-    else
-      h = load_symmetric(hv, b);
     // Powell damping on H.
-    const std::vector<real> hy = matvec(h, y);
+    std::vector<real> hy;
+    if (o.scheme == DampingScheme::powell_lm_hy) {
+      hy = row(hv, b, 0);
+    } else {
+      Mat h(n, n);
+      if (o.scheme == DampingScheme::powell_identity_lm)
+        for (index_t i = 0; i < n; ++i) h(i, i) = 1 / mu2;
+      else
+        h = load_symmetric(hv, b);
+      hy = matvec(h, y);
+    }
     const real sy = dot(s, y), yhy = dot(y, hy);
     const real theta1 = sy < mu1 * yhy ? (1 - mu1) * yhy / (yhy - sy) : 1.0L;
     for (index_t i = 0; i < n; ++i) s[i] = theta1 * s[i] + (1 - theta1) * hy[i];
@@ -338,27 +343,32 @@ Status hessian_action_pair(const Context&, MatrixBatch<const T> hv, MatrixBatch<
 
 namespace {
 
-// H_p for matrix b, or the info code of the first bad pair.
+// H_p for matrix b, or the info code of the first bad pair.  Zero pairs under skip_zero_pairs
+// are left out.
 template <class T>
-int dense_lbfgs(MatrixBatch<const T> sv, MatrixBatch<const T> yv, index_t b, double gamma_opt,
+int dense_lbfgs(MatrixBatch<const T> sv, MatrixBatch<const T> yv, index_t b, const LbfgsOptions& o,
                 Mat& h) {
   const index_t p = sv.rows, d = sv.cols;
+  std::vector<index_t> kept;
   for (index_t i = 0; i < p; ++i) {
-    const real sy = dot(row(sv, b, i), row(yv, b, i));
+    const std::vector<real> s = row(sv, b, i), y = row(yv, b, i);
+    if (o.skip_zero_pairs && dot(s, s) == 0 && dot(y, y) == 0) continue;
+    const real sy = dot(s, y);
     if (!std::isfinite(sy)) return -static_cast<int>(i + 1);
     if (!(sy > 0)) return static_cast<int>(i + 1);
+    kept.push_back(i);
   }
-  real gamma = gamma_opt;
+  real gamma = o.gamma;
   if (gamma <= 0) {
     gamma = 1;
-    if (p > 0) {
-      const std::vector<real> s = row(sv, b, p - 1), y = row(yv, b, p - 1);
+    if (!kept.empty()) {
+      const std::vector<real> s = row(sv, b, kept.back()), y = row(yv, b, kept.back());
       gamma = dot(s, y) / dot(y, y);
     }
   }
   h = Mat(d, d);
   for (index_t i = 0; i < d; ++i) h(i, i) = gamma;
-  for (index_t i = 0; i < p; ++i) {
+  for (index_t i : kept) {
     const std::vector<real> s = row(sv, b, i), y = row(yv, b, i);
     const real rho = 1 / dot(s, y);
     Mat v(d, d), vt(d, d);
@@ -379,7 +389,7 @@ Status dense_lbfgs_apply(MatrixBatch<const T> sv, MatrixBatch<const T> yv, Matri
                          int* info, const LbfgsOptions& o) {
   for (index_t b = 0; b < sv.batch; ++b) {
     Mat h(0, 0);
-    const int code = dense_lbfgs(sv, yv, b, o.gamma, h);
+    const int code = dense_lbfgs(sv, yv, b, o, h);
     Mat x = load(xv, b);
     if (code == 0) x = multiply(h, x);
     store(xv, b, x, code == 0);

@@ -143,8 +143,12 @@ Status bfgs_damping(const Context& ctx, MatrixBatch<const T> h, MatrixBatch<T> s
                     int* info, const DampingOptions& o, T* theta, int* skip) {
   const char* op = "bfgs_damping";
   if (o.scheme != DampingScheme::powell_lm && o.scheme != DampingScheme::double_damping &&
-      o.scheme != DampingScheme::powell_identity_lm)
+      o.scheme != DampingScheme::powell_identity_lm && o.scheme != DampingScheme::powell_lm_hy)
     return Status::invalid_argument(op, "options.scheme is not a DampingScheme value");
+  const bool given_hy = o.scheme == DampingScheme::powell_lm_hy;
+  if (given_hy && o.skip_test)
+    return Status::invalid_argument(
+        op, "options.skip_test needs H itself: not available with scheme powell_lm_hy");
   if (!(o.mu1 > 0 && o.mu1 < 1))
     return Status::invalid_argument(op, "options.mu1 must be in (0, 1)");
   if (!(o.mu2 > 0) || !finite(o.mu2))
@@ -162,7 +166,9 @@ Status bfgs_damping(const Context& ctx, MatrixBatch<const T> h, MatrixBatch<T> s
     return Status::invalid_argument(
         op, "h is required (h.data is null) unless scheme is powell_identity_lm without skip_test");
   if (needs_h || h.data != nullptr) {
-    CURVKIT_RETURN_IF_ERROR(check_shape(op, h, "h", batch, n, n));
+    // powell_lm_hy: h holds the products H y, one vector per matrix.
+    CURVKIT_RETURN_IF_ERROR(
+        check_shape(op, h, given_hy ? "h (the products H y)" : "h", batch, given_hy ? 1 : n, n));
     CURVKIT_RETURN_IF_ERROR(check_disjoint(op, s, "s", h, "h"));
     CURVKIT_RETURN_IF_ERROR(check_disjoint(op, y, "y", h, "h"));
   }

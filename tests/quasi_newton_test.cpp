@@ -361,6 +361,106 @@ TEST_P(QuasiNewtonTest, DampingSchemesGuaranteeTheirInequalities) {
     }
 }
 
+TEST_P(QuasiNewtonTest, DampingWithGivenHyEqualsDampingWithH) {
+  SCOPED_TRACE(trace());
+  using T = double;
+  const index_t n = 9, batch = 12;
+  const auto h0 = spd<T>(batch, n, 10.0, rng_, false);
+  auto s = gaussian<T>(batch, 1, n, rng_);
+  auto y = gaussian<T>(batch, 1, n, rng_);
+  for (index_t b = 0; b < batch / 2; ++b)  // half with s^T y > 0
+    for (index_t i = 0; i < n; ++i) y(b, 0, i) = T(0.2 * y(b, 0, i) + s(b, 0, i));
+  Operand<T> hy(batch, 1, n, 1, 2);
+  for (index_t b = 0; b < batch; ++b)
+    for (index_t i = 0; i < n; ++i) {
+      double v = 0;
+      for (index_t c = 0; c < n; ++c) v += double(h0(b, i, c)) * double(y(b, 0, c));
+      hy(b, 0, i) = T(v);
+    }
+  DampingOptions o;
+  o.mu2 = 0.6;
+  const auto want = run_damping(Backend::reference, &h0, s, y, o);
+  o.scheme = DampingScheme::powell_lm_hy;
+  const auto r = run_damping(backend(), &hy, s, y, o);
+  ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+  EXPECT_EQ(r.info, std::vector<int>(batch, 0));
+  EXPECT_LE(max_rel_err(r.a, want.a), 1e-12);
+  EXPECT_LE(max_rel_err(r.b, want.b), 1e-12);
+  int damped = 0;
+  for (index_t i = 0; i < batch; ++i) {
+    EXPECT_NEAR(r.theta[2 * i], want.theta[2 * i], 1e-12);
+    damped += want.theta[2 * i] < 1;
+  }
+  EXPECT_GT(damped, 0);
+  EXPECT_LT(damped, batch);
+  // H itself where H y is expected, and the skip test that needs H: invalid.
+  o.skip_test = true;
+  EXPECT_EQ(run_damping(backend(), &hy, s, y, o).status.code(), StatusCode::invalid_argument);
+  o.skip_test = false;
+  EXPECT_EQ(run_damping(backend(), &h0, s, y, o).status.code(), StatusCode::invalid_argument);
+}
+
+TEST_P(QuasiNewtonTest, LbfgsSkipsZeroPairsOnRequest) {
+  using T = double;
+  const index_t d = 13, p = 6, batch = 3, nrhs = 2;
+  auto [s, y] = curvature_pairs<T>(batch, p, d, 4.0, rng_, 1);
+  const auto x = gaussian<T>(batch, d, nrhs, rng_);
+  // Matrix 0: pairs 1 and 5 (the newest) zero; matrix 1: none; matrix 2: all zero.
+  auto zero = [&](index_t b, index_t i) {
+    for (index_t c = 0; c < d; ++c) s(b, i, c) = y(b, i, c) = T(0);
+  };
+  zero(0, 1);
+  zero(0, p - 1);
+  for (index_t i = 0; i < p; ++i) zero(2, i);
+  for (double gamma : {0.7, 0.0}) {
+    SCOPED_TRACE(trace() + ", gamma " + std::to_string(gamma));
+    LbfgsOptions o;
+    o.gamma = gamma;
+    // The expected result: each matrix with its zero pairs removed, without the option.
+    std::vector<Operand<T>> want;
+    for (index_t b = 0; b < batch; ++b) {
+      std::vector<index_t> kept;
+      for (index_t i = 0; i < p; ++i)
+        if (!(b == 2 || (b == 0 && (i == 1 || i == p - 1)))) kept.push_back(i);
+      const index_t k = index_t(kept.size());
+      Operand<T> sb(1, k, d), yb(1, k, d), xb(1, d, nrhs);
+      for (index_t i = 0; i < k; ++i)
+        for (index_t c = 0; c < d; ++c) {
+          sb(0, i, c) = s(b, kept[i], c);
+          yb(0, i, c) = y(b, kept[i], c);
+        }
+      for (index_t i = 0; i < d; ++i)
+        for (index_t c = 0; c < nrhs; ++c) xb(0, i, c) = x(b, i, c);
+      const auto r = run_lbfgs(Backend::reference, Lbfgs::compact, sb, yb, xb, o);
+      EXPECT_EQ(r.info, std::vector<int>{0});
+      want.push_back(r.a);
+    }
+    o.skip_zero_pairs = true;
+    for (Lbfgs which : {Lbfgs::compact, Lbfgs::two_loop}) {
+      const auto r = run_lbfgs(backend(), which, s, y, x, o);
+      ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+      EXPECT_EQ(r.info, std::vector<int>(batch, 0));
+      for (index_t b = 0; b < batch; ++b) {
+        double err = 0, ref = 0;
+        for (index_t i = 0; i < d; ++i)
+          for (index_t c = 0; c < nrhs; ++c) {
+            err = std::max(err, std::abs(double(r.a(b, i, c)) - double(want[b](0, i, c))));
+            ref = std::max(ref, std::abs(double(want[b](0, i, c))));
+          }
+        EXPECT_LE(err, 1e-12 * ref)
+            << "matrix " << b << (which == Lbfgs::compact ? " compact" : " two-loop");
+      }
+    }
+    // Without the option a zero pair is an error (info: the first one, 1-based).
+    o.skip_zero_pairs = false;
+    for (Lbfgs which : {Lbfgs::compact, Lbfgs::two_loop}) {
+      const auto r = run_lbfgs(backend(), which, s, y, x, o);
+      EXPECT_EQ(r.info, (std::vector<int>{2, 0, 1}));
+      EXPECT_TRUE(all_nan(r.a, 0));
+    }
+  }
+}
+
 TEST_P(QuasiNewtonTest, LbfgsCompactEqualsTwoLoopEqualsBfgsChain) {
   for (index_t d : {1, 7, 40})
     for (index_t p : {0, 1, 5, 12})

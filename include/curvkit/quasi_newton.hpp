@@ -17,6 +17,8 @@
 //                 theta2 = (1 - mu2) s~^T s~ / (s~^T s~ - s~^T y) if s~^T y < mu2 s~^T s~, else 1
 //                 y~ = theta2 y + (1 - theta2) s~                 (then s~^T y~ >= mu2 s~^T s~)
 //               D_P(I) D_LM (Algorithm 11) is D_P D_LM with H = I / mu2 (H is not read).
+//               For an H known only as an operator (K-BFGS(L)'s L-BFGS), powell_lm_hy takes
+//               the product H y instead of H.
 // hessian_action_pair  the pair of the activation factor A (never formed):
 //                 s = H abar,  y = scale * X^T (X s) + lambda s
 //               X holds the activation rows (m x n: samples, or samples x positions for a
@@ -41,7 +43,8 @@
 //                  skipped by the options); -j: pair j produced NaN/Inf
 //   bfgs_damping   -1: NaN/Inf in s, y or H y
 //   hessian_action_pair  -1: NaN/Inf in s or y
-//   lbfgs_*        i > 0: s_i^T y_i <= 0 (R singular: the pair should not have been stored);
+//   lbfgs_*        i > 0: s_i^T y_i <= 0 (R singular: the pair should not have been stored,
+//                  unless it is a zero pair under skip_zero_pairs);
 //                  -i: s_i^T y_i is NaN/Inf (pair i holds NaN/Inf)
 #pragma once
 
@@ -79,6 +82,9 @@ enum class DampingScheme : int {
   powell_lm = 0,           ///< D_P D_LM, thesis Algorithm 8 (the K-BFGS default)
   double_damping = 1,      ///< DD, thesis Algorithm 3 (chapter 2); needs mu2 <= 1
   powell_identity_lm = 2,  ///< D_P(I) D_LM, thesis Algorithm 11 (H = I / mu2; h not read)
+  /// D_P D_LM with h holding the product H y (batch x 1 x n) instead of H: for an H that is
+  /// only an operator, e.g. lbfgs_apply on a copy of y (K-BFGS(L)).  No skip_test (it needs H).
+  powell_lm_hy = 3,
 };
 
 struct DampingOptions {
@@ -92,7 +98,8 @@ struct DampingOptions {
 };
 
 /// Damps each pair in place: s becomes s~, y becomes y~ (batch x 1 x n each).  h is
-/// batch x n x n (lower triangle read; may be empty for powell_identity_lm).  Optional
+/// batch x n x n (lower triangle read; may be empty for powell_identity_lm; batch x 1 x n, the
+/// products H y, for powell_lm_hy).  Optional
 /// outputs: theta (2 per matrix: theta1, theta2; theta2 = 1 for the LM schemes) and skip (one
 /// int per matrix: 1 if skip_test flagged the pair, else 0).
 template <class T>
@@ -114,6 +121,10 @@ Status hessian_action_pair(const Context& ctx, MatrixBatch<const T> h, MatrixBat
 
 struct LbfgsOptions {
   double gamma = 1.0;  ///< H_0 = gamma I; <= 0 selects s_p^T y_p / y_p^T y_p
+  /// A pair whose s_i and y_i are both exactly zero is treated as absent (without this: info
+  /// i).  K-BFGS(L) stores such a pair, without a host sync, when a layer did not move; the
+  /// automatic gamma then comes from the newest non-zero pair (1 if there is none).
+  bool skip_zero_pairs = false;
 };
 
 /// Bytes of Context workspace lbfgs_apply / lbfgs_two_loop need on ctx's backend.

@@ -827,6 +827,8 @@ __global__ void __launch_bounds__(kThreads) damping_kernel(const DampJob<T> job)
     __syncthreads();
     if (job.scheme == DampingScheme::powell_identity_lm) {  // H = I / mu2
       for (index_t c = tid; c < n; c += nt) hy[c] = vy[c] / mu2;
+    } else if (job.scheme == DampingScheme::powell_lm_hy) {  // h is the vector H y
+      for (index_t c = tid; c < n; c += nt) hy[c] = rows(0)[c];
     } else {
       block_symv(rows, n, 1, vy, hy);
     }
@@ -936,7 +938,29 @@ struct LbfgsJob {
   int* info;
   index_t rc;  // lbfgs_apply: right-hand sides per chunk
   T gamma;
+  bool skip_zero_pairs;
 };
+
+// nonzero[i] = 1 unless pair i is a zero pair (s_i = y_i = 0 exactly), by the whole block.
+template <class T>
+__device__ void mark_nonzero_pairs(index_t p, index_t d, const T* S, index_t lds, const T* Y,
+                                   index_t ldy, int* nonzero) {
+  for (index_t i = threadIdx.x; i < p; i += blockDim.x) nonzero[i] = 0;
+  __syncthreads();
+  for (index_t e = threadIdx.x; e < p * d; e += blockDim.x) {
+    const index_t i = e / d, c = e % d;
+    if (S[i * lds + c] != T(0) || Y[i * ldy + c] != T(0)) atomicOr(nonzero + i, 1);
+  }
+  __syncthreads();
+}
+
+// The newest pair that counts (every pair without skip_zero_pairs), or -1.
+__device__ inline index_t newest_pair(index_t p, const int* nonzero, bool skip_zero_pairs) {
+  index_t i = p - 1;
+  if (skip_zero_pairs)
+    while (i >= 0 && !nonzero[i]) --i;
+  return i;
+}
 
 template <class T>
 __device__ void nan_fill(T* x, index_t ldx, index_t rows, index_t cols) {
@@ -981,6 +1005,7 @@ __global__ void __launch_bounds__(kThreads) lbfgs_apply_kernel(const LbfgsJob<T>
   T* A = yy + p * p;                      // S^T X, then R^{-1} S^T X   (p x rc)
   T* E = A + p * rc;                      // Y^T X, then R^{-T} (...)   (p x rc)
   int* flag = reinterpret_cast<int*>(E + p * rc);
+  int* nonzero = flag + 1;  // p, with skip_zero_pairs
   for (index_t b = blockIdx.x; b < job.s.batch; b += gridDim.x) {
     const T* S = job.s.matrix(b);
     const T* Y = job.y.matrix(b);
@@ -989,6 +1014,12 @@ __global__ void __launch_bounds__(kThreads) lbfgs_apply_kernel(const LbfgsJob<T>
     tri_products(p, d, S, lds, Y, ldy, job.sty.data ? job.sty.matrix(b) : nullptr, job.sty.ld, R,
                  true);
     __syncthreads();
+    if (job.skip_zero_pairs) {  // a zero pair's row and column of R are zero: R_ii = 1 drops it
+      mark_nonzero_pairs(p, d, S, lds, Y, ldy, nonzero);
+      for (index_t i = tid; i < p; i += blockDim.x)
+        if (!nonzero[i]) R[i * p + i] = T(1);
+      __syncthreads();
+    }
     if (tid == 0) *flag = device::lbfgs_check_pairs(p, R, p + 1);
     __syncthreads();
     const int code = *flag;
@@ -1001,7 +1032,10 @@ __global__ void __launch_bounds__(kThreads) lbfgs_apply_kernel(const LbfgsJob<T>
                  false);
     __syncthreads();
     T g = job.gamma;
-    if (!(g > T(0))) g = p > 0 ? R[(p - 1) * p + p - 1] / yy[(p - 1) * p + p - 1] : T(1);
+    if (!(g > T(0))) {
+      const index_t i = newest_pair(p, nonzero, job.skip_zero_pairs);
+      g = i >= 0 ? R[i * p + i] / yy[i * p + i] : T(1);
+    }
     for (index_t c0 = 0; c0 < nrhs; c0 += rc) {
       const index_t nr = imin(rc, nrhs - c0);
       warp_dots<T>(
@@ -1094,6 +1128,7 @@ __global__ void __launch_bounds__(kThreads) lbfgs_two_loop_kernel(const LbfgsJob
   T* alpha = rho + p + 1;                   // p per team
   T* red = alpha + (kBlock ? 1 : nw) * p;   // 32, then gamma
   int* flag = reinterpret_cast<int*>(red + 33);
+  int* nonzero = flag + 1;  // p, with skip_zero_pairs
   const bool need_yy = !(job.gamma > T(0)) && p > 0;
   for (index_t b = blockIdx.x; b < job.s.batch; b += gridDim.x) {
     const T* S = job.s.matrix(b);
@@ -1108,11 +1143,27 @@ __global__ void __launch_bounds__(kThreads) lbfgs_two_loop_kernel(const LbfgsJob
         },
         [&](index_t e, T v) { rho[e] = v; });
     __syncthreads();
+    index_t newest = p - 1;  // the pair the automatic gamma comes from
+    if (job.skip_zero_pairs) {
+      mark_nonzero_pairs(p, d, S, lds, Y, ldy, nonzero);
+      newest = newest_pair(p, nonzero, true);
+      if (need_yy && newest >= 0 && newest != p - 1) {  // y^T y of the newest non-zero pair
+        T v = T(0);
+        for (index_t c = tid; c < d; c += blockDim.x)
+          v += Y[newest * ldy + c] * Y[newest * ldy + c];
+        block_sum(&v, 1, red);
+        if (tid == 0) rho[p] = v;
+      }
+      for (index_t i = tid; i < p; i += blockDim.x)
+        if (!nonzero[i]) rho[i] = T(1);  // passes the check; rho_i = 0 below
+      __syncthreads();
+    }
     if (tid == 0) {
       const int code = device::lbfgs_check_pairs(p, rho, 1);
-      red[32] = job.gamma > T(0) ? job.gamma : p > 0 ? rho[p - 1] / rho[p] : T(1);
+      red[32] = job.gamma > T(0) ? job.gamma : newest >= 0 ? rho[newest] / rho[p] : T(1);
       if (code == info::success)
-        for (index_t i = 0; i < p; ++i) rho[i] = T(1) / rho[i];
+        for (index_t i = 0; i < p; ++i)
+          rho[i] = job.skip_zero_pairs && !nonzero[i] ? T(0) : T(1) / rho[i];
       *flag = code;
     }
     __syncthreads();
@@ -1397,10 +1448,11 @@ Status lbfgs_apply(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<const
   int limit = 0;
   if (cudaError_t e = smem_limit(&limit); e != cudaSuccess) return finish(op, e);
   const index_t p = s.rows;
-  auto bytes = [&](index_t rc) { return std::size_t(2 * p * p + 2 * p * rc + 1) * sizeof(T); };
+  // R, Y^T Y, A, E, then the flag and (skip_zero_pairs) p ints, at most p + 1 elements of T.
+  auto bytes = [&](index_t rc) { return std::size_t(2 * p * p + 2 * p * rc + p + 1) * sizeof(T); };
   index_t rc = std::clamp<index_t>(x.cols, 1, 32);
   while (rc > 1 && bytes(rc) > std::size_t(limit)) rc /= 2;
-  const LbfgsJob<T> job{s, y, sty, yty, x, info, rc, T(o.gamma)};
+  const LbfgsJob<T> job{s, y, sty, yty, x, info, rc, T(o.gamma), o.skip_zero_pairs};
   return launch_blocks(op, ctx, lbfgs_apply_kernel<T>, s.batch, bytes(rc), job,
                        "the number of pairs p");
 }
@@ -1413,13 +1465,14 @@ Status lbfgs_two_loop(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<co
   CURVKIT_RETURN_IF_ERROR(check_device(
       op,
       {{data_of(s), "s.data"}, {data_of(y), "y.data"}, {data_of(x), "x.data"}, {info, "info"}}));
-  const LbfgsJob<T> job{s, y, {}, {}, x, info, 1, T(o.gamma)};
+  const LbfgsJob<T> job{s, y, {}, {}, x, info, 1, T(o.gamma), o.skip_zero_pairs};
   // Several right-hand sides: a warp per column; fewer than 4: the whole block on each.
   const bool block = x.cols < 4;
   const index_t teams = block ? 1 : kThreads / 32;
-  return launch_blocks(
-      op, ctx, block ? lbfgs_two_loop_kernel<T, true> : lbfgs_two_loop_kernel<T, false>, s.batch,
-      std::size_t(s.rows + 1 + teams * s.rows + 34) * sizeof(T), job, "the number of pairs p");
+  return launch_blocks(op, ctx,
+                       block ? lbfgs_two_loop_kernel<T, true> : lbfgs_two_loop_kernel<T, false>,
+                       s.batch, std::size_t(s.rows + 1 + teams * s.rows + 34 + s.rows) * sizeof(T),
+                       job, "the number of pairs p");
 }
 
 }  // namespace curvkit::cuda

@@ -109,11 +109,12 @@ struct LbfgsCompact {
   MatrixBatch<T> x;
   int* info;
   T gamma;
+  bool skip_zero_pairs;
   KOKKOS_INLINE_FUNCTION void operator()(index_t b, void* scratch) const {
-    info[b] = device::lbfgs_compact_apply(s.cols, s.rows, x.cols, matrix_or_null(s, b), s.ld,
-                                          matrix_or_null(y, b), y.ld, matrix_or_null(x, b), x.ld,
-                                          gamma, matrix_or_null(sty, b), sty.ld,
-                                          matrix_or_null(yty, b), yty.ld, static_cast<T*>(scratch));
+    info[b] = device::lbfgs_compact_apply(
+        s.cols, s.rows, x.cols, matrix_or_null(s, b), s.ld, matrix_or_null(y, b), y.ld,
+        matrix_or_null(x, b), x.ld, gamma, matrix_or_null(sty, b), sty.ld, matrix_or_null(yty, b),
+        yty.ld, static_cast<T*>(scratch), skip_zero_pairs);
   }
 };
 
@@ -123,10 +124,11 @@ struct LbfgsTwoLoop {
   MatrixBatch<T> x;
   int* info;
   T gamma;
+  bool skip_zero_pairs;
   KOKKOS_INLINE_FUNCTION void operator()(index_t b, void* scratch) const {
     info[b] = device::lbfgs_two_loop(s.cols, s.rows, x.cols, matrix_or_null(s, b), s.ld,
                                      matrix_or_null(y, b), y.ld, matrix_or_null(x, b), x.ld, gamma,
-                                     static_cast<T*>(scratch));
+                                     static_cast<T*>(scratch), skip_zero_pairs);
   }
 };
 
@@ -194,7 +196,7 @@ Status lbfgs_apply(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<const
                    MatrixBatch<const T> yty) {
   for_each_with_scratch(exec_space(ctx), "curvkit::lbfgs_apply", s.batch,
                         bytes_of<T>(device::lbfgs_compact_scratch(s.rows, x.cols)),
-                        LbfgsCompact<T>{s, y, sty, yty, x, info, T(o.gamma)});
+                        LbfgsCompact<T>{s, y, sty, yty, x, info, T(o.gamma), o.skip_zero_pairs});
   return Status::success();
 }
 
@@ -203,7 +205,7 @@ Status lbfgs_two_loop(const Context& ctx, MatrixBatch<const T> s, MatrixBatch<co
                       MatrixBatch<T> x, int* info, const LbfgsOptions& o) {
   for_each_with_scratch(exec_space(ctx), "curvkit::lbfgs_two_loop", s.batch,
                         bytes_of<T>(device::lbfgs_two_loop_scratch(s.rows, s.cols)),
-                        LbfgsTwoLoop<T>{s, y, x, info, T(o.gamma)});
+                        LbfgsTwoLoop<T>{s, y, x, info, T(o.gamma), o.skip_zero_pairs});
   return Status::success();
 }
 

@@ -58,11 +58,17 @@ CURVKIT_HD int bfgs_update(index_t n, T* h, index_t ldh, const T* s, index_t lds
 }
 
 /// How a pair is damped (mirrors curvkit::DampingScheme).
-enum class Damping : int { powell_lm = 0, double_damping = 1, powell_identity_lm = 2 };
+enum class Damping : int {
+  powell_lm = 0,
+  double_damping = 1,
+  powell_identity_lm = 2,
+  powell_lm_hy = 3
+};
 
 /// Damps one pair in place (s -> s~, y -> y~); h is not read for powell_identity_lm unless
-/// skip_test.  Writes theta1, theta2 and the skip flag.  Scratch: n elements.  Returns 0, or
-/// -1 when a NaN/Inf appears (then s, y and the thetas are NaN).
+/// skip_test, and is the vector H y (n entries) for powell_lm_hy (no skip_test).  Writes theta1,
+/// theta2 and the skip flag.  Scratch: n elements.  Returns 0, or -1 when a NaN/Inf appears (then
+/// s, y and the thetas are NaN).
 template <class T>
 CURVKIT_HD int bfgs_damping(index_t n, const T* h, index_t ldh, T* s, T* y, Damping scheme, T mu1,
                             T mu2, bool skip_test, T* hy, T* theta1_out, T* theta2_out,
@@ -70,6 +76,8 @@ CURVKIT_HD int bfgs_damping(index_t n, const T* h, index_t ldh, T* s, T* y, Damp
   // Powell damping on H (H = I / mu2 for the identity scheme).
   if (scheme == Damping::powell_identity_lm) {
     for (index_t i = 0; i < n; ++i) hy[i] = y[i] / mu2;
+  } else if (scheme == Damping::powell_lm_hy) {
+    for (index_t i = 0; i < n; ++i) hy[i] = h[i];
   } else {
     symv_lower(n, h, ldh, y, hy);
   }
@@ -132,6 +140,25 @@ CURVKIT_HD_INLINE int lbfgs_check_pairs(index_t p, const T* sy, index_t inc) {
   return info::success;
 }
 
+/// Whether pair i is a zero pair (s_i and y_i exactly zero), which skip_zero_pairs treats as
+/// absent.
+template <class T>
+CURVKIT_HD_INLINE bool lbfgs_zero_pair(index_t d, const T* s, const T* y) {
+  for (index_t c = 0; c < d; ++c)
+    if (s[c] != T(0) || y[c] != T(0)) return false;
+  return true;
+}
+
+/// The automatic H_0 = gamma I: s^T y / y^T y of the newest pair (with skip_zero_pairs, of the
+/// newest non-zero pair), 1 without one.  sy(i) and yy(i) give pair i's products.
+template <class T, class Sy, class Yy>
+CURVKIT_HD_INLINE T lbfgs_auto_gamma(index_t d, index_t p, const T* s, index_t lds, const T* y,
+                                     index_t ldy, bool skip_zero_pairs, Sy sy, Yy yy) {
+  for (index_t i = p - 1; i >= 0; --i)
+    if (!skip_zero_pairs || !lbfgs_zero_pair(d, s + i * lds, y + i * ldy)) return sy(i) / yy(i);
+  return T(1);
+}
+
 /// Scratch elements lbfgs_compact_apply needs.
 CURVKIT_HD_INLINE constexpr index_t lbfgs_compact_scratch(index_t p, index_t nrhs) {
   return 2 * p * p + 2 * p * nrhs;
@@ -139,12 +166,14 @@ CURVKIT_HD_INLINE constexpr index_t lbfgs_compact_scratch(index_t p, index_t nrh
 
 /// X := H_p X by the compact (Byrd–Nocedal–Schnabel) form for one matrix: s, y are p x d
 /// (pairs as rows), x is d x nrhs.  sty / yty (p x p, full; optional) are S^T Y and Y^T Y.
-/// gamma <= 0 selects s_p^T y_p / y_p^T y_p.  Returns info; on failure X is NaN.
+/// gamma <= 0 selects s_p^T y_p / y_p^T y_p.  A zero pair under skip_zero_pairs gets R_ii = 1:
+/// its row and column of R and Y^T Y are zero, so it then contributes nothing.  Returns info;
+/// on failure X is NaN.
 template <class T>
 CURVKIT_HD int lbfgs_compact_apply(index_t d, index_t p, index_t nrhs, const T* s, index_t lds,
                                    const T* y, index_t ldy, T* x, index_t ldx, T gamma,
                                    const T* sty, index_t ldsty, const T* yty, index_t ldyty,
-                                   T* scratch) {
+                                   T* scratch, bool skip_zero_pairs = false) {
   T* r = scratch;       // p x p: R (upper, i <= j) = S^T Y
   T* yy = r + p * p;    // p x p: Y^T Y (lower)
   T* a = yy + p * p;    // p x nrhs: S^T X, then R^{-1} S^T X
@@ -152,6 +181,9 @@ CURVKIT_HD int lbfgs_compact_apply(index_t d, index_t p, index_t nrhs, const T* 
   for (index_t i = 0; i < p; ++i)
     for (index_t j = i; j < p; ++j)
       r[i * p + j] = sty ? sty[i * ldsty + j] : dot(s + i * lds, y + j * ldy, d);
+  if (skip_zero_pairs)
+    for (index_t i = 0; i < p; ++i)
+      if (lbfgs_zero_pair(d, s + i * lds, y + i * ldy)) r[i * p + i] = T(1);
   int code = lbfgs_check_pairs(p, r, p + 1);
   if (code != info::success) {
     fill_nan(d, nrhs, x, ldx, false);
@@ -160,7 +192,10 @@ CURVKIT_HD int lbfgs_compact_apply(index_t d, index_t p, index_t nrhs, const T* 
   for (index_t i = 0; i < p; ++i)
     for (index_t j = 0; j <= i; ++j)
       yy[i * p + j] = yty ? yty[i * ldyty + j] : dot(y + i * ldy, y + j * ldy, d);
-  if (!(gamma > T(0))) gamma = p > 0 ? r[(p - 1) * p + (p - 1)] / yy[(p - 1) * p + (p - 1)] : T(1);
+  if (!(gamma > T(0)))
+    gamma = lbfgs_auto_gamma(
+        d, p, s, lds, y, ldy, skip_zero_pairs, [&](index_t i) { return r[i * p + i]; },
+        [&](index_t i) { return yy[i * p + i]; });
   // a = S^T X, e = Y^T X.
   for (index_t i = 0; i < p * nrhs; ++i) a[i] = e[i] = T(0);
   for (index_t c = 0; c < d; ++c) {
@@ -220,22 +255,29 @@ CURVKIT_HD_INLINE constexpr index_t lbfgs_two_loop_scratch(index_t p, index_t d)
 }
 
 /// X := H_p X by the two-loop recursion, column by column (Nocedal & Wright, Alg. 7.4).
-/// Scratch: 2 p + d elements.  Returns info; on failure X is NaN.
+/// Scratch: 2 p + d elements.  A zero pair under skip_zero_pairs gets rho_i = 0 (no effect).
+/// Returns info; on failure X is NaN.
 template <class T>
 CURVKIT_HD int lbfgs_two_loop(index_t d, index_t p, index_t nrhs, const T* s, index_t lds,
-                              const T* y, index_t ldy, T* x, index_t ldx, T gamma, T* scratch) {
+                              const T* y, index_t ldy, T* x, index_t ldx, T gamma, T* scratch,
+                              bool skip_zero_pairs = false) {
   T* rho = scratch;
   T* alpha = scratch + p;
   T* q = alpha + p;  // one column, contiguous
-  for (index_t i = 0; i < p; ++i) rho[i] = dot(s + i * lds, y + i * ldy, d);
+  auto zero = [&](index_t i) {
+    return skip_zero_pairs && lbfgs_zero_pair(d, s + i * lds, y + i * ldy);
+  };
+  for (index_t i = 0; i < p; ++i) rho[i] = zero(i) ? T(1) : dot(s + i * lds, y + i * ldy, d);
   const int code = lbfgs_check_pairs(p, rho, 1);
   if (code != info::success) {
     fill_nan(d, nrhs, x, ldx, false);
     return code;
   }
   if (!(gamma > T(0)))
-    gamma = p > 0 ? rho[p - 1] / dot(y + (p - 1) * ldy, y + (p - 1) * ldy, d) : T(1);
-  for (index_t i = 0; i < p; ++i) rho[i] = T(1) / rho[i];
+    gamma = lbfgs_auto_gamma(
+        d, p, s, lds, y, ldy, skip_zero_pairs, [&](index_t i) { return rho[i]; },
+        [&](index_t i) { return dot(y + i * ldy, y + i * ldy, d); });
+  for (index_t i = 0; i < p; ++i) rho[i] = zero(i) ? T(0) : T(1) / rho[i];
   for (index_t col = 0; col < nrhs; ++col) {
     for (index_t c = 0; c < d; ++c) q[c] = x[c * ldx + col];
     for (index_t i = p - 1; i >= 0; --i) {
