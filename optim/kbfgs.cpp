@@ -11,6 +11,14 @@
 // steps per layer a gemm for abar, hessian_action_pair, bfgs_update for H_A and two gemm for the
 // first half of the s_G, y_G EMAs; finish_step() per layer two gemm, two copies, bfgs_damping
 // and bfgs_update for H_G.  The quasi-Newton ops take one matrix per call (no grouped form).
+//
+// K-BFGS(L) (history p > 0) replaces H_G by two windows of 2p rows per layer holding the pairs
+// s~ and y~ (rows [start_, start_ + count_), oldest first, the same for every layer): the
+// direction is one grouped gemm X = M~ H_A and, per layer, lbfgs_apply(X) from H_0 = I /
+// lambda_G; finish_step() applies the same operator to a copy of y_G for the damping's H_G y
+// (powell_lm_hy), then writes the new pair into the window's next row and damps it there.  When
+// the window is full the newest p - 1 pairs move to its front (two grouped copies every p + 1
+// curvature steps), so no step shifts the whole history.
 #include "curvkit/optim/kbfgs.hpp"
 
 #include <algorithm>
@@ -38,6 +46,7 @@ Status check_options(const KbfgsOptions& o) {
   if (!(o.mu1 > 0 && o.mu1 < 1))
     return Status::invalid_argument(op, "options.mu1 must be in (0, 1)");
   if (o.t < 1) return Status::invalid_argument(op, "options.t must be >= 1");
+  if (o.history < 0) return Status::invalid_argument(op, "options.history must be >= 0");
   return Status::success();
 }
 
@@ -50,7 +59,7 @@ template <class T>
 class Kbfgs final : public Optimizer<T> {
  public:
   explicit Kbfgs(const KbfgsOptions& o) : o_(o) { this->lr_ = o.lr; }
-  std::string_view name() const override { return "kbfgs"; }
+  std::string_view name() const override { return o_.history > 0 ? "kbfgs-l" : "kbfgs"; }
 
   Needs needs() const override {
     Needs n;
@@ -78,10 +87,12 @@ class Kbfgs final : public Optimizer<T> {
       m_ = m;
     }
     const std::size_t nl = folded_.size();
-    std::vector<MatrixBatch<T>> ha, hg, moments, directions, rows_a, rows_g;
+    const index_t p = o_.history;
+    std::vector<MatrixBatch<T>> ha, hg, moments, directions, rows_a, rows_g, windows;
     for (const FoldedLayer& k : folded_) {
       ha.push_back({nullptr, 1, k.d_a(), k.d_a(), k.d_a(), k.d_a() * k.d_a()});
-      hg.push_back({nullptr, 1, k.d_out, k.d_out, k.d_out, k.d_out * k.d_out});
+      if (p == 0) hg.push_back({nullptr, 1, k.d_out, k.d_out, k.d_out, k.d_out * k.d_out});
+      windows.push_back({nullptr, 1, 2 * p, k.d_out, k.d_out, 2 * p * k.d_out});
       moments.push_back(detail::folded_shape<T>(k));
       rows_a.push_back(row<T>(k.d_a()));
       rows_g.push_back(row<T>(k.d_out));
@@ -94,6 +105,12 @@ class Kbfgs final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(direction_.allocate(ctx, directions));
     for (auto* s : {&abar_, &s_a_, &y_a_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, rows_a));
     for (auto* s : {&s_g_, &y_g_, &s_d_, &y_d_}) CURVKIT_OPTIM_RETURN(s->allocate(ctx, rows_g));
+    if (p > 0) {
+      CURVKIT_OPTIM_RETURN(window_s_.allocate(ctx, windows));
+      CURVKIT_OPTIM_RETURN(window_y_.allocate(ctx, windows));
+      // s_d_ holds H_G y (lbfgs_apply's x: one column of d_G).
+    }
+    start_ = count_ = 0;
     // lambda_A = sqrt(S lambda) needs S: it is read from the first step's a.
     const std::vector<int> zeros(std::max<std::size_t>(4 * nl, 1), 0);
     info_ = BackendArray<int>(ctx, zeros);
@@ -103,14 +120,23 @@ class Kbfgs final : public Optimizer<T> {
     this->unwatch_all();
     this->watch("potri of the first A factors (per layer)", info_.data(), nl);
     this->watch("hessian_action_pair and bfgs_update of H_A (per layer)", info_.data() + nl, nl);
-    this->watch("bfgs_damping and bfgs_update of H_G (per layer)", info_.data() + 2 * nl, nl);
+    this->watch(p > 0 ? "lbfgs_apply of H_G y and bfgs_damping (per layer)"
+                      : "bfgs_damping and bfgs_update of H_G (per layer)",
+                info_.data() + 2 * nl, nl);
+    if (p > 0) this->watch("lbfgs_apply of the direction (per layer)", info_.data() + 3 * nl, nl);
     this->watch("pairs skipped by bfgs_update (H_A per layer, then H_G)", skipped_.data(), 2 * nl);
     CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, momentum_.views));
     for (auto* s : {&s_g_, &y_g_}) CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, s->views));
     // kron_apply's scratch (the CUDA backend's intermediate for large layers).
     KronApplyOptions ko;
     ko.form = KronFactor::inverse;
-    workspace_bytes_ = nl == 0 ? 0 : kron_apply_workspace_size<T>(ctx, full_momentum(), ko);
+    workspace_bytes_ = 0;
+    if (nl > 0 && p == 0) workspace_bytes_ = kron_apply_workspace_size<T>(ctx, full_momentum(), ko);
+    for (std::size_t i = 0; i < nl && p > 0; ++i)
+      workspace_bytes_ =
+          std::max(workspace_bytes_,
+                   lbfgs_apply_workspace_size<T>(ctx, MatrixBatch<const T>(window_s_.views[i]),
+                                                 MatrixBatch<const T>(direction_.views[i])));
     workspace_ = BackendArray<T>(ctx, (workspace_bytes_ + sizeof(T) - 1) / sizeof(T));
     CURVKIT_OPTIM_RETURN(workspace_.status());
     shifts_ = {};
@@ -147,10 +173,17 @@ class Kbfgs final : public Optimizer<T> {
     if (nl > 0) {
       Context c = ctx;
       if (workspace_bytes_ > 0) c.set_workspace(workspace_.data(), workspace_bytes_);
-      KronApplyOptions ko;
-      ko.form = KronFactor::inverse;
-      CURVKIT_OPTIM_RETURN(
-          kron_apply<T>(c, h_g_.cviews(), h_a_.cviews(), full_momentum(), direction_.views, ko));
+      if (o_.history == 0) {
+        KronApplyOptions ko;
+        ko.form = KronFactor::inverse;
+        CURVKIT_OPTIM_RETURN(
+            kron_apply<T>(c, h_g_.cviews(), h_a_.cviews(), full_momentum(), direction_.views, ko));
+      } else {  // P~ = L-BFGS(M~ H_A)
+        CURVKIT_OPTIM_RETURN(gemm<T>(ctx, Op::none, Op::none, T(1), full_momentum(), h_a_.cviews(),
+                                     T(0), direction_.views));
+        for (std::size_t i = 0; i < nl; ++i)
+          CURVKIT_OPTIM_RETURN(lbfgs(ctx, i, direction_.views[i], info_.data() + 3 * nl + i));
+      }
     }
     // W~ <- (1 - lr wd) W~ - lr P~;  vector layers: - (lr / lambda) their momentum.
     const double lr = this->lr_, decay = 1.0 - lr * o_.weight_decay;
@@ -182,6 +215,11 @@ class Kbfgs final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(check_pass(op, layers, false));
     // s_G += (1 - beta) zbar+,  y_G += (1 - beta) gbar+;  damped copies;  H_G <- BFGS.
     CURVKIT_OPTIM_RETURN(gradient_means(ctx, layers, 1 - o_.momentum, 1.0));
+    if (o_.history > 0) {
+      CURVKIT_OPTIM_RETURN(append_pairs(ctx));
+      pending_ = false;
+      return Status::success();
+    }
     const std::size_t nl = folded_.size();
     CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, s_g_.cviews(), 0.0, {}, s_d_.views));
     CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, y_g_.cviews(), 0.0, {}, y_d_.views));
@@ -189,7 +227,7 @@ class Kbfgs final : public Optimizer<T> {
       DampingOptions dp;
       dp.scheme = DampingScheme::powell_lm;
       dp.mu1 = o_.mu1;
-      dp.mu2 = std::sqrt(o_.damping / double(positions_[i]));
+      dp.mu2 = lambda_g(i);
       int* info = info_.data() + 2 * nl + i;
       CURVKIT_OPTIM_RETURN(bfgs_damping<T>(ctx, MatrixBatch<const T>(h_g_.views[i]), s_d_.views[i],
                                            y_d_.views[i], info, dp));
@@ -204,6 +242,72 @@ class Kbfgs final : public Optimizer<T> {
   }
 
  private:
+  double lambda_g(std::size_t i) const { return std::sqrt(o_.damping / double(positions_[i])); }
+
+  // Layer i's stored pairs, rows [start_, start_ + count_) of its windows.
+  MatrixBatch<const T> pairs(const detail::StateTensors<T>& window, std::size_t i) const {
+    MatrixBatch<const T> v = window.views[i];
+    v.data += start_ * v.ld;
+    v.rows = count_;
+    return v;
+  }
+
+  // x <- H_G x for layer i (x: d_G x nrhs): the L-BFGS operator of the stored pairs.
+  Status lbfgs(const Context& ctx, std::size_t i, MatrixBatch<T> x, int* info) const {
+    LbfgsOptions lo;
+    lo.gamma = 1 / lambda_g(i);
+    lo.skip_zero_pairs = true;
+    Context c = ctx;
+    if (workspace_bytes_ > 0) c.set_workspace(workspace_.data(), workspace_bytes_);
+    return lbfgs_apply<T>(c, pairs(window_s_, i), pairs(window_y_, i), x, info, lo);
+  }
+
+  // K-BFGS(L)'s finish_step after the s_G, y_G EMAs: H_G y_G by the current pairs, the new
+  // pair's row (dropping the oldest when p are stored), then D_P D_LM on it in place.
+  Status append_pairs(const Context& ctx) {
+    const std::size_t nl = folded_.size();
+    const index_t p = o_.history;
+    CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, y_g_.cviews(), 0.0, {}, s_d_.views));
+    std::vector<MatrixBatch<T>> hy;  // s_d_'s rows as d_G x 1 columns: lbfgs_apply's x
+    for (const MatrixBatch<T>& v : s_d_.views) hy.push_back({v.data, 1, v.cols, 1, 1, v.cols});
+    for (std::size_t i = 0; i < nl; ++i)
+      CURVKIT_OPTIM_RETURN(lbfgs(ctx, i, hy[i], info_.data() + 2 * nl + i));
+    const index_t drop = count_ == p ? 1 : 0, kept = count_ - drop;
+    start_ += drop;
+    if (start_ + kept == 2 * p && kept > 0) {  // the window is full: kept pairs to its front
+      for (auto* w : {&window_s_, &window_y_}) {
+        std::vector<MatrixBatch<const T>> from;
+        std::vector<MatrixBatch<T>> to;
+        for (const MatrixBatch<T>& v : w->views) {
+          from.push_back({v.data + start_ * v.ld, 1, kept, v.cols, v.ld, kept * v.ld});
+          to.push_back({v.data, 1, kept, v.cols, v.ld, kept * v.ld});
+        }
+        CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, from, 0.0, {}, to));
+      }
+    }
+    if (start_ + kept == 2 * p) start_ = 0;
+    std::vector<MatrixBatch<T>> s_new, y_new;
+    for (std::size_t i = 0; i < nl; ++i) {
+      const MatrixBatch<T>& v = window_s_.views[i];
+      s_new.push_back({v.data + (start_ + kept) * v.ld, 1, 1, v.cols, v.ld, v.cols});
+      y_new.push_back(
+          {window_y_.views[i].data + (start_ + kept) * v.ld, 1, 1, v.cols, v.ld, v.cols});
+    }
+    CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, s_g_.cviews(), 0.0, {}, s_new));
+    CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, y_g_.cviews(), 0.0, {}, y_new));
+    count_ = kept + 1;
+    for (std::size_t i = 0; i < nl; ++i) {
+      DampingOptions dp;
+      dp.scheme = DampingScheme::powell_lm_hy;
+      dp.mu1 = o_.mu1;
+      dp.mu2 = lambda_g(i);
+      const MatrixBatch<const T> h_y{hy[i].data, 1, 1, hy[i].rows, hy[i].rows, hy[i].rows};
+      CURVKIT_OPTIM_RETURN(
+          bfgs_damping<T>(ctx, h_y, s_new[i], y_new[i], info_.data() + 2 * nl + i, dp));
+    }
+    return Status::success();
+  }
+
   std::vector<MatrixBatch<const T>> full_momentum() const {
     return std::vector<MatrixBatch<const T>>(
         momentum_.views.begin(), momentum_.views.begin() + std::ptrdiff_t(folded_.size()));
@@ -248,8 +352,8 @@ class Kbfgs final : public Optimizer<T> {
     std::vector<T> shifts(2 * nl);
     for (std::size_t i = 0; i < nl; ++i) {
       const double s = double(positions_[i]);
-      shifts[i] = T(std::sqrt(s * o_.damping));           // lambda_A
-      shifts[nl + i] = T(1 / std::sqrt(o_.damping / s));  // 1 / lambda_G
+      shifts[i] = T(std::sqrt(s * o_.damping));  // lambda_A
+      shifts[nl + i] = T(1 / lambda_g(i));       // 1 / lambda_G
     }
     shifts_ = BackendArray<T>(ctx, shifts);
     CURVKIT_OPTIM_RETURN(shifts_.status());
@@ -261,6 +365,7 @@ class Kbfgs final : public Optimizer<T> {
     SpdOptions so;
     so.policy = NonSpdPolicy::shift;
     CURVKIT_OPTIM_RETURN(potri<T>(ctx, GroupedBatch<T>(h_a_.views), info_.data(), so));
+    if (o_.history > 0) return Status::success();  // H_G: the L-BFGS operator of no pairs
     CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, h_g_.views));
     return add_diagonal<T>(ctx, 0.0, shifts_.data() + nl, h_g_.views);
   }
@@ -324,6 +429,8 @@ class Kbfgs final : public Optimizer<T> {
   std::vector<index_t> positions_;  // S per folded layer, from the first a
   detail::StateTensors<T> h_a_, h_g_, momentum_, direction_;
   detail::StateTensors<T> abar_, s_a_, y_a_, s_g_, y_g_, s_d_, y_d_;
+  detail::StateTensors<T> window_s_, window_y_;  // K-BFGS(L): 2p rows of pairs per layer
+  index_t start_ = 0, count_ = 0;                // the stored pairs' rows, the same per layer
   BackendArray<T> shifts_, ones_, workspace_;
   std::size_t workspace_bytes_ = 0;
   BackendArray<int> info_, skipped_;

@@ -14,7 +14,7 @@ namespace curvkit::optim {
 
 std::vector<std::string> optimizer_names() {
   return {"sgd",      "adamw", "kfac",   "kfac-ef", "shampoo", "tnt",     "tnt-ef", "mbf",
-          "mbf-true", "mbag",  "mbag-n", "muon",    "tengrad", "kfac-2l", "kbfgs"};
+          "mbf-true", "mbag",  "mbag-n", "muon",    "tengrad", "kfac-2l", "kbfgs",  "kbfgs-l"};
 }
 
 template <class T>
@@ -54,6 +54,8 @@ std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::string_
     o = make_muon<T>();
   } else if (name == "kbfgs") {
     o = make_kbfgs<T>(cnn ? KbfgsOptions::cnn() : KbfgsOptions::autoencoder());
+  } else if (name == "kbfgs-l") {
+    o = make_kbfgs<T>(cnn ? KbfgsOptions::cnn_limited() : KbfgsOptions::autoencoder_limited());
   } else if (name == "tengrad") {
     o = make_tengrad<T>(cnn ? TengradOptions::cnn() : TengradOptions::autoencoder());
   }

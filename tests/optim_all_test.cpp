@@ -50,7 +50,7 @@ std::unique_ptr<optim::Optimizer<double>> make_for_test(const std::string& name)
   static const std::map<std::string, double> lr = {
       {"sgd", 0.01},     {"adamw", 0.03},   {"shampoo", 1e-3}, {"tnt", 1e-3},
       {"tnt-ef", 3e-3},  {"mbag", 0.01},    {"mbag-n", 0.02},  {"kfac", 0.05},
-      {"kfac-ef", 0.05}, {"kfac-2l", 0.05}, {"kbfgs", 0.05}};
+      {"kfac-ef", 0.05}, {"kfac-2l", 0.05}, {"kbfgs", 0.05},   {"kbfgs-l", 0.05}};
   const auto it = lr.find(name);
   return it == lr.end() ? nullptr : make_optimizer<double>(name, "autoencoder", it->second);
 }

@@ -7,10 +7,15 @@
 //     with and without a bias, a convolution (S = 4: lambda_A = sqrt(S lambda), lambda_G =
 //     sqrt(lambda / S), A summed over positions), a vector layer; statistics drawn fresh for
 //     every pass;
+//   - K-BFGS(L) (history p): the same recurrence with H_G the BFGS chain from I / lambda_G over
+//     the last p damped pairs, zero pairs left out: p larger than the number of curvature steps
+//     (the chain over every pair, i.e. K-BFGS), p = 2 over 6 steps (the window drops the
+//     oldest pair and moves its rows), and a zero pair (a second pass equal to the first);
 //   - the damped pair satisfies the inequalities the damping promises;
 //   - the schedule: needs() asks for the second pass only on curvature steps, finish_step()
 //     without a pending step and step() with one are invalid_argument; bad options.
 #include <algorithm>
+#include <deque>
 
 #include "curvkit/optim/kbfgs.hpp"
 #include "eigen_oracle.hpp"
@@ -153,9 +158,23 @@ class HostKbfgs {
       EXPECT_GE(double(dot(sd, st.y_g)), double(mu1 * yhy) - 1e-12 * double(std::abs(yhy)));
       EXPECT_GE(double(dot(sd, yd)), double(lambda_g(s) * dot(sd, sd)) * (1 - 1e-12));
       if (theta < 1) ++damped_;
-      st.h_g = bfgs(st.h_g, sd, yd, dg);
+      if (o_.history == 0) {
+        st.h_g = bfgs(st.h_g, sd, yd, dg);
+        continue;
+      }
+      // K-BFGS(L): the chain from I / lambda_G over the last p pairs, zero pairs left out.
+      st.pairs.push_back({sd, yd});
+      if (int(st.pairs.size()) > o_.history) st.pairs.pop_front();
+      st.h_g.assign(std::size_t(dg * dg), 0);
+      for (index_t i = 0; i < dg; ++i) st.h_g[i * dg + i] = 1 / lambda_g(s);
+      for (const auto& [ps, py] : st.pairs)
+        if (dot(ps, ps) + dot(py, py) > 0)
+          st.h_g = bfgs(st.h_g, ps, py, dg);
+        else
+          ++zero_pairs_;
     }
   }
+  int zero_pairs() const { return zero_pairs_; }
 
   // The largest condition number among the H_A and H_G in use.
   double kappa() const {
@@ -172,6 +191,7 @@ class HostKbfgs {
  private:
   struct State {
     Mat h_a, h_g, mom, s_g, y_g;
+    std::deque<std::pair<Mat, Mat>> pairs;  // K-BFGS(L)'s damped pairs, oldest first
   };
   real lambda_g(const Spec& s) const { return std::sqrt(real(o_.damping) / real(s.s)); }
 
@@ -195,7 +215,7 @@ class HostKbfgs {
   KbfgsOptions o_;
   std::vector<Spec> specs_;
   std::vector<State> layers_;
-  int damped_ = 0;
+  int damped_ = 0, zero_pairs_ = 0;
 };
 
 class KbfgsTest : public BackendTest {
@@ -211,10 +231,13 @@ class KbfgsTest : public BackendTest {
     return v;
   }
 
+  // Runs `steps` steps against HostKbfgs; returns how often Powell damping acted.  With
+  // `zero_pair_at` >= 0 both passes of that step see z = g = 0 (a layer without signal), so its
+  // s_G, y_G are exactly zero when they start from zero (step 0).
   template <class T>
-  int recurrence(const KbfgsOptions& o, int steps) {
+  int recurrence(const KbfgsOptions& o, int steps, int zero_pair_at = -1) {
     SCOPED_TRACE(trace() + (sizeof(T) == 4 ? ", float" : ", double") + ", t " +
-                 std::to_string(o.t));
+                 std::to_string(o.t) + ", history " + std::to_string(o.history));
     const index_t m = 5;
     StatsNet<T> sn(backend(), kSpecs, m, rng_);
     const Context c = ctx();
@@ -236,12 +259,18 @@ class KbfgsTest : public BackendTest {
       sn.net.set_grads(g);
       g = sn.net.grads();
       sn.draw_statistics(rng_);
+      if (k == zero_pair_at)
+        for (std::size_t l = 0; l < kSpecs.size(); ++l)
+          if (kSpecs[l].kind != LayerKind::vector) {
+            const std::vector<double> zero(sn.stats[l].g_host.size(), 0.0);
+            sn.set_statistics(l, sn.stats[l].a_host, zero, zero);
+          }
       const Status st = opt->step(c, views(sn, curvature));
       EXPECT_TRUE(st.ok()) << st.to_string();
       if (!st.ok()) return 0;
       host.step(k, sn, want, g);
       if (curvature) {
-        sn.draw_statistics(rng_);  // the second pass
+        if (k != zero_pair_at) sn.draw_statistics(rng_);  // the second pass
         const Status fs = opt->finish_step(c, views(sn, true));
         EXPECT_TRUE(fs.ok()) << fs.to_string();
         host.finish(sn);
@@ -254,6 +283,7 @@ class KbfgsTest : public BackendTest {
     optim::Health h;
     EXPECT_TRUE(opt->health(c, &h).ok());
     EXPECT_TRUE(h.clean()) << h.to_string();
+    EXPECT_EQ(host.zero_pairs() > 0, zero_pair_at >= 0 && o.history > 0);
     return host.damped();
   }
 };
@@ -271,6 +301,23 @@ TEST_P(KbfgsTest, FollowsTheDenseRecurrence) {
   recurrence<double>(o, 5);
 }
 
+TEST_P(KbfgsTest, LimitedMemoryFollowsTheDenseRecurrence) {
+  KbfgsOptions o;
+  o.lr = 0.05;
+  o.damping = 0.5;
+  o.weight_decay = 0.01;
+  o.history = 10;  // more than the steps: the chain over every pair, as K-BFGS
+  EXPECT_GT(recurrence<double>(o, 4), 0);
+  recurrence<float>(o, 3);
+  o.history = 2;  // drops the oldest pair from step 2 on, moves the window's rows at step 5
+  recurrence<double>(o, 7);
+  o.t = 2;
+  recurrence<double>(o, 9);
+  o.t = 1;
+  o.history = 3;
+  recurrence<double>(o, 5, 0);  // step 0 stores a zero pair, skipped by the operator
+}
+
 TEST_P(KbfgsTest, ScheduleAndBadInput) {
   using T = double;
   const Context c = ctx();
@@ -283,7 +330,7 @@ TEST_P(KbfgsTest, ScheduleAndBadInput) {
   for (auto bad : std::vector<void (*)(KbfgsOptions&)>{
            [](KbfgsOptions& o) { o.damping = 0; }, [](KbfgsOptions& o) { o.mu1 = 1; },
            [](KbfgsOptions& o) { o.momentum = -0.1; }, [](KbfgsOptions& o) { o.t = 0; },
-           [](KbfgsOptions& o) { o.lr = NAN; }}) {
+           [](KbfgsOptions& o) { o.lr = NAN; }, [](KbfgsOptions& o) { o.history = -1; }}) {
     KbfgsOptions o;
     bad(o);
     expect_invalid(optim::make_kbfgs<T>(o)->init(c, views(sn, true)), "options.");

@@ -18,6 +18,11 @@
 //   mini-batch at the updated weights (needs().second_pass = forward_backward), handed to
 //   finish_step().  BFGS(H; s, y) = (I - rho s y^T) H (I - rho y s^T) + rho s s^T, rho = 1/s^T y.
 //
+// K-BFGS(L) (history = p > 0) keeps no H_G: it stores the last p damped pairs (s~, y~) of each
+// layer and applies H_G as the L-BFGS operator from H_0 = I / lambda_G in the compact form
+// (lbfgs_apply): P~ = L-BFGS(M~ H_A), and the damping's H_G y is the same operator applied to y
+// (thesis §3.4.3).  A layer that did not move stores a zero pair, which the operator skips.
+//
 // Vector layers (LayerKind::vector) take the momentum direction with lr / lambda (thesis
 // §3.4.3).  a must carry its trailing column of ones when the layer has a bias.  The mini-batch
 // size m is fixed at init().  step() and finish_step() only launch.  A pair the BFGS update
@@ -38,6 +43,7 @@ struct KbfgsOptions {
   double weight_decay = 0;  ///< gamma, decoupled, on every tensor
   double mu1 = 0.2;         ///< Powell damping's threshold (thesis Algorithm 8)
   int t = 1;                ///< curvature period: H_A, H_G updated when k % t == 0
+  int history = 0;          ///< 0: K-BFGS (H_G kept); p > 0: K-BFGS(L) with p pairs per layer
 
   /// The MNIST autoencoder settings (thesis Table 3.5, m = 1000): the defaults above.
   static KbfgsOptions autoencoder() { return {}; }
@@ -51,12 +57,28 @@ struct KbfgsOptions {
     o.t = 20;
     return o;
   }
+  /// K-BFGS(L) with p = 100 pairs (thesis §3.4.3): the autoencoder settings as K-BFGS's
+  /// (Table 3.5); ResNet-32 (Table 3.7): lr 1000, lambda 1e4, wd 1e-6, t 20.
+  static KbfgsOptions autoencoder_limited() {
+    KbfgsOptions o;
+    o.history = 100;
+    return o;
+  }
+  static KbfgsOptions cnn_limited() {
+    KbfgsOptions o = cnn();
+    o.lr = 1000;
+    o.damping = 1e4;
+    o.weight_decay = 1e-6;
+    o.history = 100;
+    return o;
+  }
 };
 
 /// K-BFGS (see the top of this header).  init() checks the options (invalid_argument for a
 /// non-finite lr or weight decay, damping <= 0, momentum outside [0, 1), mu1 outside (0, 1),
-/// t < 1) and needs every non-vector layer's m (the mini-batch size).  needs() on curvature steps:
-/// a, g, z and SecondPass::forward_backward; finish_step() then reads z and g of the second pass.
+/// t < 1, history < 0) and needs every non-vector layer's m (the mini-batch size).  needs() on
+/// curvature steps: a, g, z and SecondPass::forward_backward; finish_step() then reads z and g of
+/// the second pass.
 template <class T>
 std::unique_ptr<Optimizer<T>> make_kbfgs(const KbfgsOptions& options = {});
 
