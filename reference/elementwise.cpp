@@ -2,6 +2,7 @@
 // written from the header's contract and not from curvkit/device/elementwise.hpp (the oracle
 // shares no code with the backends it checks).
 #include <cmath>
+#include <limits>
 
 #include "elementwise_backends.hpp"
 
@@ -65,6 +66,12 @@ Status elementwise_map(const Context&, const MapCall<T>& call) {
             case MapKind::copy_if_ok:
               if (call.info[flat] == 0 || call.info[flat] == 1) *z = *s[0];
               break;
+            case MapKind::axpby_scaled: {
+              real v = real(c[0]) * real(call.shared[0]) * real(*s[0]);
+              if (s[1]) v += real(c[1]) * real(*s[1]);
+              *z = T(v);
+              break;
+            }
             case MapKind::clip_by_quadratic: {
               real q = 0;
               for (index_t e = 0; e < call.shared_count; ++e) q += real(call.shared[e]);
@@ -94,6 +101,35 @@ Status sum_products(const Context&, GroupedBatch<const T> x, GroupedBatch<const 
       out[flat] = T(s);
     }
   }
+  return Status::success();
+}
+
+template <class T>
+Status lm_damping_update(const Context&, const T* f0, const T* f1, const T* gv, const T* vv,
+                         index_t count, const LmDampingRule& r, T* state, index_t copies) {
+  const real lambda = state[1];
+  real g = 0, v = 0;
+  for (index_t i = 0; i < count; ++i) {
+    g += real(gv[i]);
+    v += real(vv[i]);
+  }
+  const real d = g / lambda, dd = v / (lambda * lambda), lr = r.lr;
+  const real pred = lr * d - lr * lr * (d - lambda * dd) / 2;
+  real lm = state[0], rho = std::numeric_limits<real>::quiet_NaN();
+  if (!std::isfinite(real(*f1))) {
+    lm *= r.boost;
+  } else if (pred > 0 && std::isfinite(pred)) {
+    rho = (real(*f0) - real(*f1)) / pred;
+    if (rho < r.epsilon) lm *= r.boost;
+    if (rho > 1 - r.epsilon) lm *= r.drop;
+  }
+  const real next = lm + r.floor;
+  state[0] = T(lm);
+  state[1] = T(next);
+  state[2] = T(1 / next);
+  state[3] = T(rho);
+  state[4] = T(pred);
+  for (index_t i = 0; i < copies; ++i) state[5 + i] = T(next);
   return Status::success();
 }
 

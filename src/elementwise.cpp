@@ -140,6 +140,44 @@ Status axpby(const Context& ctx, double a, GroupedBatch<const T> x, double b,
 }
 
 template <class T>
+Status axpby_scaled(const Context& ctx, double a, const T* scale, GroupedBatch<const T> x, double b,
+                    GroupedBatch<const T> y, GroupedBatch<T> z) {
+  const char* op = "axpby_scaled";
+  if (!finite(a) || !finite(b)) return Status::invalid_argument(op, "a and b must be finite");
+  if (scale == nullptr) return Status::invalid_argument(op, "scale is null (it needs one value)");
+  MapCall<T> call;
+  call.kind = MapKind::axpby_scaled;
+  call.k.c[0] = a;
+  call.k.c[1] = b;
+  call.shared = scale;
+  call.shared_count = 1;
+  std::vector<Operand<T>> ops{output("z", z, 2), input("x", x, 0)};
+  if (b != 0) ops.push_back(input("y", y, 1));
+  return run_map(op, ctx, call, ops);
+}
+
+template <class T>
+Status lm_damping_update(const Context& ctx, const T* f0, const T* f1, const T* gv, const T* vv,
+                         index_t count, const LmDampingRule& r, T* state, index_t copies) {
+  const char* op = "lm_damping_update";
+  if (!(r.lr > 0) || !finite(r.lr)) return Status::invalid_argument(op, "rule.lr must be > 0");
+  if (!(r.boost >= 1) || !finite(r.boost))
+    return Status::invalid_argument(op, "rule.boost must be finite and >= 1");
+  if (!(r.drop > 0 && r.drop <= 1))
+    return Status::invalid_argument(op, "rule.drop must be in (0, 1]");
+  if (!(r.epsilon > 0 && r.epsilon < 0.5))
+    return Status::invalid_argument(op, "rule.epsilon must be in (0, 1/2)");
+  if (!(r.floor >= 0) || !finite(r.floor))
+    return Status::invalid_argument(op, "rule.floor must be finite and >= 0");
+  if (count < 0 || copies < 0) return Status::invalid_argument(op, "count and copies must be >= 0");
+  if (f0 == nullptr || f1 == nullptr || state == nullptr)
+    return Status::invalid_argument(op, "f0, f1 and state must not be null");
+  if (count > 0 && (gv == nullptr || vv == nullptr))
+    return Status::invalid_argument(op, "gv and vv are null (they need count values)");
+  CURVKIT_DISPATCH(lm_damping_update, ctx, f0, f1, gv, vv, count, r, state, copies);
+}
+
+template <class T>
 Status fill(const Context& ctx, double value, GroupedBatch<T> z) {
   MapCall<T> call;
   call.kind = MapKind::fill;
@@ -284,6 +322,11 @@ Status copy_if_ok(const Context& ctx, GroupedBatch<const T> x, const int* info, 
 
 // Uniform calls: a group of one.
 template <class T>
+Status axpby_scaled(const Context& ctx, double a, const T* scale, MatrixBatch<const T> x, double b,
+                    MatrixBatch<const T> y, MatrixBatch<T> z) {
+  return axpby_scaled<T>(ctx, a, scale, {&x, 1}, b, {&y, 1}, {&z, 1});
+}
+template <class T>
 Status axpby(const Context& ctx, double a, MatrixBatch<const T> x, double b, MatrixBatch<const T> y,
              MatrixBatch<T> z) {
   return axpby<T>(ctx, a, {&x, 1}, b, {&y, 1}, {&z, 1});
@@ -346,6 +389,12 @@ Status copy_if_ok(const Context& ctx, MatrixBatch<const T> x, const int* info, M
 }
 
 #define CURVKIT_INSTANTIATE_EW(T)                                                                  \
+  template Status axpby_scaled<T>(const Context&, double, const T*, MatrixBatch<const T>, double,  \
+                                  MatrixBatch<const T>, MatrixBatch<T>);                           \
+  template Status axpby_scaled<T>(const Context&, double, const T*, GroupedBatch<const T>, double, \
+                                  GroupedBatch<const T>, GroupedBatch<T>);                         \
+  template Status lm_damping_update<T>(const Context&, const T*, const T*, const T*, const T*,     \
+                                       index_t, const LmDampingRule&, T*, index_t);                \
   template Status axpby<T>(const Context&, double, MatrixBatch<const T>, double,                   \
                            MatrixBatch<const T>, MatrixBatch<T>);                                  \
   template Status axpby<T>(const Context&, double, GroupedBatch<const T>, double,                  \

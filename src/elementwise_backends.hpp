@@ -38,7 +38,7 @@ struct MapCall {
   const T* pm0 = nullptr;  // per-matrix values: add_diagonal's shift, or num_sq
   const T* pm1 = nullptr;  // den_sq
   const int* info = nullptr;
-  const T* shared = nullptr;  // clip_by_quadratic's q: pm0 = sum of its shared_count values
+  const T* shared = nullptr;  // clip_by_quadratic's q / axpby_scaled's scale: pm0 = their sum
   index_t shared_count = 0;
   std::span<const MapGroup<T>> groups;
 
@@ -62,7 +62,9 @@ struct MapCall {
 #define CURVKIT_EW_ENTRY_POINTS(TEMPLATE, T, ARGS)                                                \
   TEMPLATE Status elementwise_map ARGS(const Context&, const MapCall<T>&);                        \
   TEMPLATE Status sum_products ARGS(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, \
-                                    T*, bool);
+                                    T*, bool);                                                    \
+  TEMPLATE Status lm_damping_update ARGS(const Context&, const T*, const T*, const T*, const T*,  \
+                                         index_t, const LmDampingRule&, T*, index_t);
 
 #define CURVKIT_EW_NOTHING
 #define CURVKIT_DECLARE_EW_BACKEND(ns)                               \
@@ -90,6 +92,11 @@ CURVKIT_DECLARE_EW_BACKEND(cuda)
   template <class T>                                                                            \
   Status sum_products(const Context&, GroupedBatch<const T>, GroupedBatch<const T>, T*, bool) { \
     return Status::not_compiled("sum_products", #ns);                                           \
+  }                                                                                             \
+  template <class T>                                                                            \
+  Status lm_damping_update(const Context&, const T*, const T*, const T*, const T*, index_t,     \
+                           const LmDampingRule&, T*, index_t) {                                 \
+    return Status::not_compiled("lm_damping_update", #ns);                                      \
   }                                                                                             \
   }                                                                                             \
   CURVKIT_INSTANTIATE_EW_BACKEND(ns)

@@ -3,7 +3,9 @@
 // evaluated here in double; grouped calls of different shapes (one empty group) with the
 // per-matrix arrays indexed across groups; exact in-place aliasing; operands a zero coefficient
 // leaves out are not read (NaN there must not leak); the two-level K-FAC ops (add_scalar,
-// sum_products, clip_by_quadratic: clipped, unclipped, zero and NaN sums); bad input.
+// sum_products, clip_by_quadratic: clipped, unclipped, zero and NaN sums); SMW-NG's ops
+// (axpby_scaled with a device scale, lm_damping_update's three branches, the undefined ratio
+// and a blown-up step); bad input.
 //
 // Tolerance: each element is a few roundings in T (Adam: a square root and two divisions), so
 // the error per matrix is at most 8 eps(T) relative.
@@ -364,6 +366,91 @@ class ElementwiseTest : public BackendTest {
   }
 };
 
+// The LM rule of lm_damping_update, here in double.
+struct LmCase {
+  double lm, lambda, f0, f1, gv0, gv1, vv0, vv1;
+};
+std::vector<double> lm_rule(const LmCase& k, const LmDampingRule& r, int copies) {
+  const double q = (k.gv0 + k.gv1) / k.lambda, dd = (k.vv0 + k.vv1) / (k.lambda * k.lambda);
+  const double pred = r.lr * q - 0.5 * r.lr * r.lr * (q - k.lambda * dd);
+  double lm = k.lm, rho = NAN;
+  if (!std::isfinite(k.f1)) {
+    lm *= r.boost;
+  } else if (pred > 0) {
+    rho = (k.f0 - k.f1) / pred;
+    lm *= rho < r.epsilon ? r.boost : rho > 1 - r.epsilon ? r.drop : 1.0;
+  }
+  std::vector<double> s = {lm, lm + r.floor, 1 / (lm + r.floor), rho, pred};
+  for (int i = 0; i < copies; ++i) s.push_back(lm + r.floor);
+  return s;
+}
+
+template <class T>
+void smw_ng_ops(const std::string& where, Backend be, std::mt19937_64& rng) {
+  const Context c = context_for(be);
+  // axpby_scaled: z = a s x + b y with s on the device; b = 0 leaves y out.
+  const auto x = gaussian<T>(3, 4, 5, rng, 1.0, 2, 1), y = gaussian<T>(3, 4, 5, rng, 1.0, 0, 3);
+  Buffer<T> scale(be, std::vector<T>{T(0.375)});
+  OnBackend<T> xb(be, x), yb(be, y), zb(be, Operand<T>(3, 4, 5, 1, 0));
+  ASSERT_TRUE(axpby_scaled<T>(c, -2.0, scale.data(), xb.cview(), 0.5, yb.cview(), zb.view()).ok());
+  ASSERT_TRUE(axpby_scaled<T>(c, 4.0, scale.data(), xb.cview(), 0.0, {}, yb.view()).ok());
+  ASSERT_TRUE(synchronize(c).ok());
+  Operand<double> want_z(3, 4, 5), want_y(3, 4, 5);
+  for (index_t b = 0; b < 3; ++b)
+    for (index_t i = 0; i < 4; ++i)
+      for (index_t j = 0; j < 5; ++j) {
+        want_z(b, i, j) = -0.75 * double(x(b, i, j)) + 0.5 * double(y(b, i, j));
+        want_y(b, i, j) = 1.5 * double(x(b, i, j));
+      }
+  EXPECT_LE(max_rel_err(zb.get(), want_z), 8 * eps<T>()) << where;
+  EXPECT_LE(max_rel_err(yb.get(), want_y), 8 * eps<T>()) << where;
+  // lm_damping_update: rho = 0.1 (boost), 0.5 (kept), 0.9 (drop), a NaN f1 (boost), a zero
+  // gradient (pred = 0: unchanged, rho NaN).
+  LmDampingRule r;
+  r.lr = 0.5;
+  std::normal_distribution<double> n;
+  for (double rho : {0.1, 0.5, 0.9, double(NAN), -1.0}) {
+    LmCase k{0.7 + 0.1 * std::abs(n(rng)), 0, 2.5, 0, 0.3 + std::abs(n(rng)), 0.2, 0.4, 0.1};
+    k.lambda = k.lm + r.floor;
+    if (rho == -1.0) k.gv0 = k.gv1 = k.vv0 = k.vv1 = 0;
+    const double q = (k.gv0 + k.gv1) / k.lambda, dd = (k.vv0 + k.vv1) / (k.lambda * k.lambda);
+    const double pred = r.lr * q - 0.5 * r.lr * r.lr * (q - k.lambda * dd);
+    k.f1 = std::isnan(rho) ? NAN : rho == -1.0 ? 2.0 : k.f0 - rho * pred;
+    const int copies = 3;
+    Buffer<T> f0(be, std::vector<T>{T(k.f0)}), f1(be, std::vector<T>{T(k.f1)}),
+        gv(be, std::vector<T>{T(k.gv0), T(k.gv1)}), vv(be, std::vector<T>{T(k.vv0), T(k.vv1)});
+    std::vector<T> init = {T(k.lm), T(k.lambda), T(1 / k.lambda), T(7), T(7)};
+    init.resize(5 + copies, T(NAN));
+    Buffer<T> state(be, init);
+    ASSERT_TRUE(lm_damping_update<T>(c, f0.data(), f1.data(), gv.data(), vv.data(), 2, r,
+                                     state.data(), copies)
+                    .ok());
+    ASSERT_TRUE(synchronize(c).ok());
+    const auto got = state.download();
+    // The case's own inputs rounded to T: compare with a few eps of slack.
+    LmCase kt = k;
+    for (double* v : {&kt.lm, &kt.lambda, &kt.f0, &kt.f1, &kt.gv0, &kt.gv1, &kt.vv0, &kt.vv1})
+      *v = double(T(*v));
+    const auto want = lm_rule(kt, r, copies);
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      if (std::isnan(want[i])) {
+        EXPECT_TRUE(std::isnan(double(got[i]))) << where << ", rho " << rho << ", " << i;
+        continue;
+      }
+      EXPECT_NEAR(double(got[i]), want[i], 64 * eps<T>() * std::abs(want[i]))
+          << where << ", rho " << rho << ", state[" << i << "]";
+    }
+    const double factor = double(got[0]) / double(T(k.lm));
+    const double expected = rho == 0.1 || std::isnan(rho) ? r.boost : rho == 0.9 ? r.drop : 1.0;
+    EXPECT_NEAR(factor, expected, 4 * eps<T>()) << where << ", rho " << rho;
+  }
+}
+
+TEST_P(ElementwiseTest, SmwNgScaleAndDampingRule) {
+  smw_ng_ops<float>(trace(), backend(), rng_);
+  smw_ng_ops<double>(trace(), backend(), rng_);
+}
+
 TEST_P(ElementwiseTest, CoarseTermAndKlClip) {
   coarse_and_clip<float>();
   coarse_and_clip<double>();
@@ -418,6 +505,17 @@ TEST_P(ElementwiseTest, BadInputIsReported) {
   invalid(clip_by_quadratic<T>(c, nullptr, 2, 1.0, zb.view()), "q");
   invalid(clip_by_quadratic<T>(c, yb.view().data, 2, -1.0, zb.view()), "bound");
   invalid(add_scalar<T>(c, INFINITY, nullptr, zb.view()), "finite");
+  invalid(axpby_scaled<T>(c, 1.0, nullptr, xb.cview(), 0.0, {}, zb.view()), "scale");
+  invalid(axpby_scaled<T>(c, 1.0, yb.view().data, xb.cview(), 1.0, wrong.cview(), zb.view()), "y");
+  LmDampingRule rule;
+  rule.epsilon = 0.5;
+  const T* p = xb.cview().data;
+  invalid(lm_damping_update<T>(c, p, p, p, p, 1, rule, zb.view().data), "epsilon");
+  rule = {};
+  rule.boost = 0.5;
+  invalid(lm_damping_update<T>(c, p, p, p, p, 1, rule, zb.view().data), "boost");
+  invalid(lm_damping_update<T>(c, p, p, nullptr, p, 1, {}, zb.view().data), "gv");
+  invalid(lm_damping_update<T>(c, p, p, p, p, 1, {}, nullptr), "state");
   invalid(copy_if_ok<T>(c, xb.cview(), nullptr, zb.view()), "info");
   invalid(scale_by_norm_ratio<T>(c, nullptr, nullptr, 0.0, zb.view()), "num_sq");
   // Group counts must agree.

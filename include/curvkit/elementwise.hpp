@@ -25,6 +25,9 @@
 //   clip_by_quadratic   z *= nu, nu = min(1, sqrt(bound / |sum_{i < count} q[i]|)), the same
 //                       for every matrix (K-FAC's KL clip: q the per-layer <P, G>, bound
 //                       kappa / lr^2); nu = 1 when the sum is 0, NaN when it is NaN
+//   axpby_scaled        z = a scale[0] x + b y  scale one value in the backend's memory (SMW-NG's
+//                                               1 / lambda, known only on the device)
+//   lm_damping_update   the Levenberg–Marquardt rule on a device state (below): one work item
 // Grouped calls (a network's layers: one group per tensor, shapes may differ) take the same
 // coefficients for every group; per-matrix arrays (shift, out, num_sq, den_sq, info) are indexed
 // by the matrix's position in the flattened grouped batch (group 0's matrices first).
@@ -68,6 +71,41 @@ Status axpby(const Context& ctx, double a, MatrixBatch<const T> x, double b, Mat
 template <class T>
 Status axpby(const Context& ctx, double a, GroupedBatch<const T> x, double b,
              GroupedBatch<const T> y, GroupedBatch<T> z);
+
+/// z = a scale[0] x + b y: scale is one value in the backend's memory, shared by every matrix
+/// (b = 0: y is not read).
+template <class T>
+Status axpby_scaled(const Context& ctx, double a, const T* scale, MatrixBatch<const T> x, double b,
+                    MatrixBatch<const T> y, MatrixBatch<T> z);
+template <class T>
+Status axpby_scaled(const Context& ctx, double a, const T* scale, GroupedBatch<const T> x, double b,
+                    GroupedBatch<const T> y, GroupedBatch<T> z);
+
+/// The Levenberg–Marquardt damping rule (Kiros; Ren's thesis §5.2.3) for a step -lr d with
+/// d = v / lambda, lambda = state[1], so that a model m(p) = f0 + g^T p + p^T B p / 2 with
+/// d = (B + lambda I)^{-1} g predicts the reduction
+///   pred = lr q - lr^2 (q - lambda dd) / 2,   q = g^T d = sum gv / lambda,
+///                                              dd = |d|^2 = sum vv / lambda^2
+/// (d^T B d = q - lambda dd).  rho = (f0 - f1) / pred; lambda_LM (state[0]) *= boost when
+/// rho < epsilon or f1 is NaN/Inf, *= drop when rho > 1 - epsilon, and is unchanged when pred
+/// <= 0 or rho is NaN; then lambda = lambda_LM + floor.
+struct LmDampingRule {
+  double lr = 0.1;
+  double boost = 1.01;    ///< >= 1
+  double drop = 0.99;     ///< in (0, 1]
+  double epsilon = 0.25;  ///< in (0, 1/2)
+  double floor = 1e-3;    ///< tau >= 0: lambda never falls below it
+};
+
+/// Applies the rule on the device: f0, f1 (one value each: the mean losses before and after
+/// the step), gv[i] = <g_i, v_i> and vv[i] = |v_i|^2 for i < count (e.g. per layer, from
+/// sum_products / sum_squares), all in the backend's memory.  state (backend memory, 5 + copies
+/// values) is read and written: [0] lambda_LM, [1] lambda, [2] 1 / lambda, [3] rho (NaN when
+/// undefined), [4] pred, [5, 5 + copies) lambda again (per-matrix shifts for add_diagonal).
+/// The caller initialises it (lambda = lambda_LM + floor, 1 / lambda).  Launches one work item.
+template <class T>
+Status lm_damping_update(const Context& ctx, const T* f0, const T* f1, const T* gv, const T* vv,
+                         index_t count, const LmDampingRule& rule, T* state, index_t copies = 0);
 
 /// z = value.
 template <class T>

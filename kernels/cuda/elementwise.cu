@@ -94,7 +94,8 @@ Status check_pointers(const MapCall<T>& call) {
   if (call.info != nullptr)
     CURVKIT_RETURN_IF_ERROR(check_device_pointer("elementwise", call.info, "info"));
   if (call.shared != nullptr)
-    CURVKIT_RETURN_IF_ERROR(check_device_pointer("elementwise", call.shared, "q"));
+    CURVKIT_RETURN_IF_ERROR(
+        check_device_pointer("elementwise", call.shared, "q (clip) or scale (axpby_scaled)"));
   return Status::success();
 }
 
@@ -136,6 +137,9 @@ Status elementwise_map(const Context& ctx, const MapCall<T>& call) {
     case MapKind::clip_by_quadratic:
       e = launch<MapKind::clip_by_quadratic>(call, st);
       break;
+    case MapKind::axpby_scaled:
+      e = launch<MapKind::axpby_scaled>(call, st);
+      break;
   }
   return finish("elementwise", e);
 }
@@ -162,6 +166,28 @@ Status sum_products(const Context& ctx, GroupedBatch<const T> x, GroupedBatch<co
     flat += g.batch;
   }
   return finish("sum_products", cudaSuccess);
+}
+
+template <class T>
+__global__ void lm_damping_kernel(const T* f0, const T* f1, const T* gv, const T* vv, index_t count,
+                                  LmDampingRule r, T* state, index_t copies) {
+  device::lm_damping_update(r.lr, r.boost, r.drop, r.epsilon, r.floor, *f0, *f1, gv, vv, count,
+                            state, copies);
+}
+
+template <class T>
+Status lm_damping_update(const Context& ctx, const T* f0, const T* f1, const T* gv, const T* vv,
+                         index_t count, const LmDampingRule& r, T* state, index_t copies) {
+  const char* op = "lm_damping_update";
+  for (const auto& [p, name] :
+       {std::pair<const T*, const char*>{f0, "f0"}, {f1, "f1"}, {state, "state"}})
+    CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, p, name));
+  if (count > 0) {
+    CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, gv, "gv"));
+    CURVKIT_RETURN_IF_ERROR(check_device_pointer(op, vv, "vv"));
+  }
+  lm_damping_kernel<T><<<1, 1, 0, stream_of(ctx)>>>(f0, f1, gv, vv, count, r, state, copies);
+  return finish(op, cudaGetLastError());
 }
 
 }  // namespace curvkit::cuda

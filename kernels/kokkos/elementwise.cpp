@@ -129,6 +129,9 @@ Status elementwise_map(const Context& ctx, const MapCall<T>& call) {
     case MapKind::clip_by_quadratic:
       run<MapKind::clip_by_quadratic>(space, call);
       break;
+    case MapKind::axpby_scaled:
+      run<MapKind::axpby_scaled>(space, call);
+      break;
   }
   return Status::success();
 }
@@ -155,6 +158,27 @@ Status sum_products(const Context& ctx, GroupedBatch<const T> x, GroupedBatch<co
     }
     flat += g.batch;
   }
+  return Status::success();
+}
+
+template <class T>
+struct LmDampingUpdate {
+  const T *f0, *f1, *gv, *vv;
+  index_t count;
+  LmDampingRule r;
+  T* state;
+  index_t copies;
+  KOKKOS_INLINE_FUNCTION void operator()(index_t) const {
+    device::lm_damping_update(r.lr, r.boost, r.drop, r.epsilon, r.floor, *f0, *f1, gv, vv, count,
+                              state, copies);
+  }
+};
+
+template <class T>
+Status lm_damping_update(const Context& ctx, const T* f0, const T* f1, const T* gv, const T* vv,
+                         index_t count, const LmDampingRule& r, T* state, index_t copies) {
+  for_each_index(exec_space(ctx), "curvkit::lm_damping_update", 1,
+                 LmDampingUpdate<T>{f0, f1, gv, vv, count, r, state, copies});
   return Status::success();
 }
 

@@ -13,9 +13,13 @@
 //   scale_by_ratio     -, -, z                               eps; num_sq[b], den_sq[b]
 //   copy_if_ok         x, -, z                               -; info[b]
 //   clip_by_quadratic  -, -, z                               bound; pm0 = sum of q (shared)
+//   axpby_scaled       x, y (null if b = 0), z               a, b; pm0 = the scale (shared)
+//
+// lm_damping_update is the one scalar update (one work item): the Levenberg–Marquardt rule.
 #pragma once
 
 #include <cmath>
+#include <limits>
 
 #include "curvkit/core/types.hpp"
 
@@ -32,6 +36,7 @@ enum class MapKind : int {
   scale_by_ratio,
   copy_if_ok,
   clip_by_quadratic,
+  axpby_scaled,
 };
 
 /// The scalar constants of one map (meaning per kind above), in double on the host.
@@ -86,7 +91,46 @@ CURVKIT_HD_INLINE void map_element(const MapScalars& k, const MapPerMatrix<T>& p
     if (pm.ok) *s2 = *s0;
   } else if constexpr (K == MapKind::clip_by_quadratic) {
     *s2 *= T(clip_factor(k.c[0], double(pm.pm0)));
+  } else if constexpr (K == MapKind::axpby_scaled) {
+    T z = T(k.c[0]) * pm.pm0 * *s0;
+    if (s1 != nullptr) z += T(k.c[1]) * *s1;
+    *s2 = z;
   }
+}
+
+/// The Levenberg–Marquardt damping rule (curvkit::lm_damping_update), in double: reads the
+/// state's lambda (state[1]), the mean losses f0, f1 and the count partial products gv, vv;
+/// writes state[0..4] and `copies` copies of the new lambda from state[5].
+template <class T>
+CURVKIT_HD_INLINE void lm_damping_update(double lr, double boost, double drop, double epsilon,
+                                         double floor, T f0, T f1, const T* gv, const T* vv,
+                                         index_t count, T* state, index_t copies) {
+  const double lambda = double(state[1]);
+  double g = 0, v = 0;
+  for (index_t i = 0; i < count; ++i) {
+    g += double(gv[i]);
+    v += double(vv[i]);
+  }
+  const double q = g / lambda, dd = v / (lambda * lambda);
+  const double pred = lr * q - 0.5 * lr * lr * (q - lambda * dd);
+  const double f1d = double(f1);
+  double lm = double(state[0]), rho = std::numeric_limits<double>::quiet_NaN();
+  if (f1d - f1d != 0) {  // the new loss is NaN or Inf: the step blew up
+    lm *= boost;
+  } else if (pred > 0 && pred - pred == 0) {
+    rho = (double(f0) - f1d) / pred;
+    if (rho < epsilon)
+      lm *= boost;
+    else if (rho > 1 - epsilon)
+      lm *= drop;
+  }
+  const double next = lm + floor;
+  state[0] = T(lm);
+  state[1] = T(next);
+  state[2] = T(1 / next);
+  state[3] = T(rho);
+  state[4] = T(pred);
+  for (index_t i = 0; i < copies; ++i) state[5 + i] = T(next);
 }
 
 }  // namespace curvkit::device
