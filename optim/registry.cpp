@@ -7,14 +7,16 @@
 #include "curvkit/optim/mbf.hpp"
 #include "curvkit/optim/muon.hpp"
 #include "curvkit/optim/shampoo.hpp"
+#include "curvkit/optim/smw_ng.hpp"
 #include "curvkit/optim/tengrad.hpp"
 #include "curvkit/optim/tnt.hpp"
 
 namespace curvkit::optim {
 
 std::vector<std::string> optimizer_names() {
-  return {"sgd",      "adamw", "kfac",   "kfac-ef", "shampoo", "tnt",     "tnt-ef", "mbf",
-          "mbf-true", "mbag",  "mbag-n", "muon",    "tengrad", "kfac-2l", "kbfgs",  "kbfgs-l"};
+  return {"sgd",     "adamw",   "kfac",     "kfac-ef", "shampoo", "tnt",
+          "tnt-ef",  "mbf",     "mbf-true", "mbag",    "mbag-n",  "muon",
+          "tengrad", "kfac-2l", "kbfgs",    "kbfgs-l", "smw-ng",  "smw-ng-bd"};
 }
 
 template <class T>
@@ -56,6 +58,10 @@ std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::string_
     o = make_kbfgs<T>(cnn ? KbfgsOptions::cnn() : KbfgsOptions::autoencoder());
   } else if (name == "kbfgs-l") {
     o = make_kbfgs<T>(cnn ? KbfgsOptions::cnn_limited() : KbfgsOptions::autoencoder_limited());
+  } else if (name == "smw-ng" || name == "smw-ng-bd") {
+    SmwNgOptions s = cnn ? SmwNgOptions::cnn() : SmwNgOptions::autoencoder();
+    s.block_diagonal = name == "smw-ng-bd";
+    o = make_smw_ng<T>(s);
   } else if (name == "tengrad") {
     o = make_tengrad<T>(cnn ? TengradOptions::cnn() : TengradOptions::autoencoder());
   }

@@ -48,9 +48,9 @@ std::unique_ptr<optim::Optimizer<double>> make_for_test(const std::string& name)
     return make_muon<double>(o);
   }
   static const std::map<std::string, double> lr = {
-      {"sgd", 0.01},     {"adamw", 0.03},   {"shampoo", 1e-3}, {"tnt", 1e-3},
-      {"tnt-ef", 3e-3},  {"mbag", 0.01},    {"mbag-n", 0.02},  {"kfac", 0.05},
-      {"kfac-ef", 0.05}, {"kfac-2l", 0.05}, {"kbfgs", 0.05},   {"kbfgs-l", 0.05}};
+      {"sgd", 0.01},   {"adamw", 0.03},   {"shampoo", 1e-3}, {"tnt", 1e-3},     {"tnt-ef", 3e-3},
+      {"mbag", 0.01},  {"mbag-n", 0.02},  {"kfac", 0.05},    {"kfac-ef", 0.05}, {"kfac-2l", 0.05},
+      {"kbfgs", 0.05}, {"kbfgs-l", 0.05}, {"smw-ng", 1.0},   {"smw-ng-bd", 1.0}};
   const auto it = lr.find(name);
   return it == lr.end() ? nullptr : make_optimizer<double>(name, "autoencoder", it->second);
 }
@@ -81,6 +81,7 @@ class Problem {
     std::vector<double> grad, grad_sampled;        // flattened like the parameters
     std::vector<double> a1, g1, g1s, a2, g2, g2s;  // per layer
     std::vector<double> z1, z2;                    // pre-activations (the net is linear)
+    std::vector<double> losses;                    // per sample (their mean is `loss`)
   };
   Pass run(const std::vector<double>& p) {
     const double* w1 = p.data();
@@ -98,6 +99,7 @@ class Problem {
     r.g2s.resize(r.g2.size());
     r.z1.resize(r.g1.size());
     r.z2.resize(r.g2.size());
+    r.losses.assign(std::size_t(kM), 0.0);
     std::normal_distribution<double> n;
     for (index_t i = 0; i < kM; ++i) {
       std::vector<double> h(static_cast<std::size_t>(kHidden));
@@ -117,6 +119,7 @@ class Problem {
         r.z2[std::size_t(i * kOut + o)] = out;
         const double res = out - y_[std::size_t(i * kOut + o)];
         r.loss += res * res / (2.0 * double(kM));
+        r.losses[std::size_t(i)] += res * res / 2.0;
         r.g2[std::size_t(i * kOut + o)] = res;
         r.g2s[std::size_t(i * kOut + o)] = -n(rng_);  // target drawn from N(out, 1)
       }
@@ -175,7 +178,8 @@ class AllOptimizersTest : public BackendTest {
     Buffer<T> a1(be, std::size_t(kM * (kIn + 1))), g1(be, std::size_t(kM * kHidden)),
         g1s(be, std::size_t(kM * kHidden)), a2(be, std::size_t(kM * (kHidden + 1))),
         g2(be, std::size_t(kM * kOut)), g2s(be, std::size_t(kM * kOut)),
-        z1(be, std::size_t(kM * kHidden)), z2(be, std::size_t(kM * kOut));
+        z1(be, std::size_t(kM * kHidden)), z2(be, std::size_t(kM * kOut)),
+        losses(be, std::size_t(kM));
     auto views = net.views();
     const auto sv = sampled.views();
     auto mat = [](Buffer<T>& b, index_t r, index_t c) {
@@ -190,6 +194,7 @@ class AllOptimizersTest : public BackendTest {
     views[0].z = mat(z1, kM, kHidden);
     views[1].z = mat(z2, kM, kOut);
     views[1].output_layer = true;
+    views[1].losses = mat(losses, 1, kM);
     for (std::size_t l = 0; l < 2; ++l) {
       views[l].m = kM;
       views[l].dw_sampled = sv[l].dw;
@@ -214,6 +219,7 @@ class AllOptimizersTest : public BackendTest {
       upload(g2s, pass.g2s);
       upload(z1, pass.z1);
       upload(z2, pass.z2);
+      upload(losses, pass.losses);
     };
     for (int k = 0; k < steps; ++k) {
       upload_pass();

@@ -1,0 +1,56 @@
+// SMW-NG: the exact damped empirical-Fisher natural gradient by the Sherman–Morrison–Woodbury
+// identity, with Levenberg–Marquardt damping (Ren & Goldfarb, thesis chapter 5: eq. 5.3, 5.6,
+// Algorithm 23, §5.2.3; docs/optimizer-spec-2.md §3).  Every linear or convolutional layer l is
+// folded (W~_l = [W_l | b_l]); J (N2 x n) holds the per-sample gradients (true labels) of the
+// first N2 samples of the mini-batch as rows, B = (1/N2) J^T J, g the mean gradient of all m
+// samples, lambda a damping on the device:
+//
+//   K = J J^T = sum_l J_l J_l^T  (N2 x N2, khatri_rao_gram),   D = lambda I + K / N2 = L L^T
+//   z = D^{-1} J g,   V~ = g - (1/N2) J^T z  = lambda (B + lambda I)^{-1} g
+//   W~ <- (1 - lr wd) W~ - (lr / lambda) V~                    (the step -lr d, d = V~ / lambda)
+//
+// and, after the trainer's forward pass at the new weights (SecondPass::forward: the mean
+// losses f0 before and f1 after), the LM rule (curvkit::lm_damping_update): rho = (f0 - f1) /
+// pred with pred = lr g^T d - lr^2 d^T B d / 2 (d^T B d = g^T d - lambda |d|^2, exact);
+// lambda_LM *= boost if rho < epsilon (or f1 is not finite), *= drop if rho > 1 - epsilon;
+// lambda = lambda_LM + floor.  lambda never leaves the device: step() only launches.
+//
+// SMW-NG-BD (block_diagonal) solves each layer's block on its own: K_l, D_l = lambda I +
+// K_l / N2, V~_l = g_l - (1/N2) J_l^T D_l^{-1} J_l g_l, i.e. G = blockdiag(B_l + lambda I).
+//
+// The per-sample gradients need every layer's a (with its trailing column of ones when the layer
+// has a bias) and g; vector layers (LayerKind::vector) have no per-sample view and are rejected
+// by init().  The losses (1 x 1 x m) come on one layer's view (the output layer's).
+#pragma once
+
+#include <memory>
+
+#include "curvkit/optim/optimizer.hpp"
+
+namespace curvkit::optim {
+
+struct SmwNgOptions {
+  double lr = 0.1;                ///< alpha (thesis §5.8: the initial lr; lambda adapts)
+  double damping = 1.0;           ///< lambda_LM at step 0
+  double weight_decay = 0;        ///< gamma, decoupled (Algorithm 23 has none)
+  index_t curvature_samples = 0;  ///< N2 <= m; 0 selects m / 2 (the thesis's ratio), at least 1
+  bool block_diagonal = false;    ///< SMW-NG-BD
+  double boost = 1.01;            ///< LM rule (Kiros, thesis §5.2.3)
+  double drop = 0.99;
+  double epsilon = 0.25;
+  double floor = 1e-3;  ///< tau: lambda = lambda_LM + tau
+
+  /// The thesis has no autoencoder or CNN setting: lr 0.1, N2 = m / 2, no weight decay.
+  static SmwNgOptions autoencoder() { return {}; }
+  static SmwNgOptions cnn() { return {}; }
+};
+
+/// SMW-NG (see the top of this header).  init() checks the options (invalid_argument for lr <= 0
+/// or not finite, a non-finite weight decay, damping < 0, curvature_samples < 0 or > m, a bad
+/// LM rule), needs every layer's m (the mini-batch size, fixed) and rejects vector layers.
+/// needs(): a, g and losses every step and SecondPass::forward; finish_step() reads the second
+/// pass's losses.
+template <class T>
+std::unique_ptr<Optimizer<T>> make_smw_ng(const SmwNgOptions& options = {});
+
+}  // namespace curvkit::optim
