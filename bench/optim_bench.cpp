@@ -92,6 +92,7 @@ class Model {
       y.rows = rows;
       layers_.push_back(std::move(y));
     }
+    losses_ = BackendArray<T>(ctx, std::vector<T>(std::size_t(shape.batch), T(1)));
   }
 
   std::vector<optim::LayerView<T>> views() {
@@ -117,6 +118,7 @@ class Model {
       x.g_sampled = MatrixBatch<T>{y.gs.data(), 1, r, o, o, r * o};
       x.z = x.g_sampled;  // any (m S) x d_out values serve as pre-activations here
       x.output_layer = l + 1 == layers_.size();
+      if (x.output_layer) x.losses = {losses_.data(), 1, 1, batch_, batch_, batch_};
       v.push_back(x);
     }
     return v;
@@ -163,6 +165,7 @@ class Model {
   Context ctx_;
   index_t batch_;
   std::vector<Layer> layers_;
+  BackendArray<T> losses_;  // the output layer's per-sample losses (SMW-NG's LM rule)
 };
 
 void bm_step(benchmark::State& st, const ModelShape& shape, const std::string& name) {
@@ -174,7 +177,8 @@ void bm_step(benchmark::State& st, const ModelShape& shape, const std::string& n
   if (Status s = opt->init(ctx, views); !s.ok()) return st.SkipWithError(s.to_string().c_str());
   // One untimed period first: the state's pages are touched and the statistics are warm.
   // One step, and finish_step() when the optimizer asks for a second pass (that pass's forward
-  // and backward are the model's cost, not timed here: add model_fwd_bwd per curvature step).
+  // and backward are the model's cost, not timed here: add model_fwd_bwd per curvature step,
+  // or a third of it (the forward GEMMs) for SMW-NG's forward-only pass).
   auto one_step = [&] {
     const optim::Needs needs = opt->needs();
     Status s = opt->step(ctx, views);
