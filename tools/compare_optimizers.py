@@ -30,7 +30,7 @@ def preset_rates(trainer, model):
     col = 1 if model == "cnn" else 0
     rates = {}
     for line in text.splitlines():
-        m = re.match(r"\s+([a-z-]+)\s+lr ([0-9.e-]+) \(mlp, autoencoder\), ([0-9.e-]+) \(cnn\)", line)
+        m = re.match(r"\s+([a-z0-9-]+)\s+lr ([0-9.e-]+) \(mlp, autoencoder\), ([0-9.e-]+) \(cnn\)", line)
         if m:
             rates[m.group(1)] = float(m.group(2 + col))
     return rates
