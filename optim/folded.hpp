@@ -104,12 +104,12 @@ MatrixBatch<T> folded_shape(const FoldedLayer& k) {
   return {nullptr, 1, k.d_out, k.d_a(), k.d_a(), k.d_out * k.d_a()};
 }
 
-/// Checks the statistics of folded layer `k`: x.m >= 1, a one (m S) x d_A matrix (its trailing
-/// column of ones is not checked: that would need a synchronisation), g (`g_name`) one
-/// a.rows x d_out matrix.  `why` ends the messages (when the statistics are needed).
+/// Checks the inputs of folded layer `k`: x.m >= 1, a one (m S) x d_A matrix (its trailing
+/// column of ones is not checked: that would need a synchronisation).  `why` ends the messages
+/// (when the statistics are needed).
 template <class T>
-Status check_statistics(const char* op, const FoldedLayer& k, const LayerView<T>& x,
-                        const MatrixBatch<const T>& g, const char* g_name, const std::string& why) {
+Status check_inputs(const char* op, const FoldedLayer& k, const LayerView<T>& x,
+                    const std::string& why) {
   const MatrixBatch<const T>& a = x.a;
   if (x.m < 1)
     return Status::invalid_argument(op, layer_name(k.layer, "m") + " must be >= 1" + why);
@@ -118,6 +118,15 @@ Status check_statistics(const char* op, const FoldedLayer& k, const LayerView<T>
     return Status::invalid_argument(
         op, layer_name(k.layer, "a") + " must be one (m S) x " + std::to_string(k.d_a()) +
                 " matrix (d_in" + (k.bias ? " + 1: the trailing column of ones" : "") + ")" + why);
+  return Status::success();
+}
+
+/// check_inputs, and g (`g_name`) one a.rows x d_out matrix.
+template <class T>
+Status check_statistics(const char* op, const FoldedLayer& k, const LayerView<T>& x,
+                        const MatrixBatch<const T>& g, const char* g_name, const std::string& why) {
+  CURVKIT_OPTIM_RETURN(check_inputs(op, k, x, why));
+  const MatrixBatch<const T>& a = x.a;
   if (g.data == nullptr || g.batch != 1 || g.rows != a.rows || g.cols != k.d_out || g.ld < g.cols)
     return Status::invalid_argument(
         op, layer_name(k.layer, g_name) + " must be one " + std::to_string(a.rows) + " x " +

@@ -62,11 +62,16 @@ template <class T>
 class SmwNg final : public Optimizer<T> {
  public:
   explicit SmwNg(const SmwNgOptions& o) : o_(o) { this->lr_ = o.lr; }
-  std::string_view name() const override { return o_.block_diagonal ? "smw-ng-bd" : "smw-ng"; }
+  std::string_view name() const override {
+    if (o_.gauss_newton) return o_.block_diagonal ? "smw-gn-bd" : "smw-gn";
+    return o_.block_diagonal ? "smw-ng-bd" : "smw-ng";
+  }
 
   Needs needs() const override {
     Needs n;
-    n.a = n.g = n.losses = true;
+    n.a = n.losses = true;
+    n.g = !o_.gauss_newton;
+    if (o_.gauss_newton) n.cotangents = n2_;
     n.second_pass = SecondPass::forward;
     return n;
   }
@@ -98,13 +103,16 @@ class SmwNg final : public Optimizer<T> {
           op, "options.curvature_samples must be <= m (" + std::to_string(m_) + ")");
     const std::size_t nl = folded_.size();
     const std::size_t blocks = o_.block_diagonal ? nl : std::min<std::size_t>(nl, 1);
-    std::vector<MatrixBatch<T>> tensors, squares(blocks, {nullptr, 1, n2_, n2_, n2_, n2_ * n2_}),
-        columns(blocks, {nullptr, 1, n2_, 1, 1, n2_});
+    std::vector<MatrixBatch<T>> tensors;
     for (const FoldedLayer& k : folded_) tensors.push_back(detail::folded_shape<T>(k));
     CURVKIT_OPTIM_RETURN(gradient_.allocate(ctx, tensors));
     CURVKIT_OPTIM_RETURN(direction_.allocate(ctx, tensors));
-    CURVKIT_OPTIM_RETURN(gram_.allocate(ctx, squares));
-    CURVKIT_OPTIM_RETURN(z_.allocate(ctx, columns));
+    // K and z: N2 rows (SMW-NG), or N2 R once the first q tells R (SMW-GN).
+    pseudo_ = 0;
+    gram_ = {};
+    z_ = {};
+    a_rep_ = {};
+    if (!o_.gauss_newton) CURVKIT_OPTIM_RETURN(allocate_solve(ctx, n2_));
     // products: <G~_l, V~_l> then |V~_l|^2 per layer, then f0, f1.
     products_ = BackendArray<T>(ctx, std::vector<T>(2 * nl + 2, T(0)));
     const double lambda = o_.damping + o_.floor;
@@ -121,7 +129,6 @@ class SmwNg final : public Optimizer<T> {
     const char* what = o_.block_diagonal ? " (per layer)" : "";
     this->watch(std::string("potrf of lambda I + K / N2") + what, info_.data(), blocks);
     this->watch(std::string("potrs of z = D^{-1} J g") + what, info_.data() + blocks, blocks);
-    CURVKIT_OPTIM_RETURN(fill<T>(ctx, 0.0, gram_.views));  // potrf leaves the strict upper part
     workspace_ = {};
     workspace_bytes_ = 0;
     backend_ = ctx.backend();
@@ -140,17 +147,39 @@ class SmwNg final : public Optimizer<T> {
     // Everything is checked and every view built before the first launch.
     MatrixBatch<const T> losses;
     CURVKIT_OPTIM_RETURN(find_losses(op, layers, &losses));
-    std::vector<MatrixBatch<const T>> a, g;
+    // The curvature's rows: the first N2 samples' a and g (SMW-NG), or a repeated R times per
+    // sample and q (SMW-GN): N2 (R) pseudo-samples of S rows each.
+    std::vector<MatrixBatch<const T>> a, g, a_first;
+    index_t outputs = 0;
     for (const FoldedLayer& k : folded_) {
       const LayerView<T>& x = layers[k.layer];
-      CURVKIT_OPTIM_RETURN(
-          detail::check_statistics(op, k, x, x.g, "g", " (needs() asks for it every step)"));
+      const std::string why = " (needs() asks for it every step)";
+      CURVKIT_OPTIM_RETURN(o_.gauss_newton ? detail::check_inputs(op, k, x, why)
+                                           : detail::check_statistics(op, k, x, x.g, "g", why));
       if (x.m != m_)
         return Status::invalid_argument(
             op, layer_name(k.layer, "m") + " must be init()'s m (" + std::to_string(m_) + ")");
-      const index_t rows = x.a.rows / m_ * n2_;  // the first N2 samples' S rows each
-      a.push_back({x.a.data, 1, rows, x.a.cols, x.a.ld, rows * x.a.ld});
-      g.push_back({x.g.data, 1, rows, x.g.cols, x.g.ld, rows * x.g.ld});
+      const index_t s = x.a.rows / m_, rows = s * n2_;  // the first N2 samples' S rows each
+      a_first.push_back({x.a.data, 1, rows, x.a.cols, x.a.ld, rows * x.a.ld});
+      if (!o_.gauss_newton) {
+        g.push_back({x.g.data, 1, rows, x.g.cols, x.g.ld, rows * x.g.ld});
+        continue;
+      }
+      const MatrixBatch<const T>& q = x.q;
+      const index_t r = q.rows / std::max<index_t>(rows, 1);
+      if (q.data == nullptr || q.batch != 1 || q.cols != k.d_out || q.ld < q.cols || r < 1 ||
+          q.rows != r * rows || (outputs > 0 && r != outputs))
+        return Status::invalid_argument(
+            op, layer_name(k.layer, "q") + " must be one (N2 R S) x " + std::to_string(k.d_out) +
+                    " matrix, N2 = " + std::to_string(n2_) + ", R the same for every layer" + why);
+      outputs = r;
+      g.push_back(q);
+    }
+    if (o_.gauss_newton && !folded_.empty()) {
+      CURVKIT_OPTIM_RETURN(allocate_repeats(ctx, a_first, outputs));
+      a = a_rep_.cviews();
+    } else {
+      a = a_first;
     }
     CURVKIT_OPTIM_RETURN(reserve_workspace(ctx, a, g));
     const detail::FoldedUpdates<T> u =
@@ -159,6 +188,7 @@ class SmwNg final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, u.grad_w, 0.0, {}, u.moment_w));
     if (!u.grad_b.empty()) CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, u.grad_b, 0.0, {}, u.moment_b));
     T* products = products_.data();
+    if (o_.gauss_newton && nl > 0) CURVKIT_OPTIM_RETURN(repeat_rows(ctx, a_first, outputs));
     if (nl > 0) {
       // D = lambda I + (1/N2) K, L L^T = D;  z = D^{-1} J G~;  V~ = G~ - (1/N2) J^T z.
       KhatriRaoOptions ko;
@@ -210,6 +240,52 @@ class SmwNg final : public Optimizer<T> {
   }
 
  private:
+  // K and z for `rows` (pseudo-)samples: one of each, or one per layer (block diagonal).
+  Status allocate_solve(const Context& ctx, index_t rows) {
+    const std::size_t nl = folded_.size();
+    const std::size_t blocks = o_.block_diagonal ? nl : std::min<std::size_t>(nl, 1);
+    const std::vector<MatrixBatch<T>> squares(blocks, {nullptr, 1, rows, rows, rows, rows * rows}),
+        columns(blocks, {nullptr, 1, rows, 1, 1, rows});
+    CURVKIT_OPTIM_RETURN(gram_.allocate(ctx, squares));
+    CURVKIT_OPTIM_RETURN(z_.allocate(ctx, columns));
+    pseudo_ = rows;
+    return fill<T>(ctx, 0.0, gram_.views);  // potrf leaves the strict upper part
+  }
+
+  // SMW-GN's repeated a (N2 R S x d_A per layer) and K, z for N2 R pseudo-samples, on the first
+  // step; R must stay the same.
+  Status allocate_repeats(const Context& ctx, const std::vector<MatrixBatch<const T>>& a,
+                          index_t outputs) {
+    if (pseudo_ > 0) {
+      if (pseudo_ != n2_ * outputs)
+        return Status::invalid_argument("smw_ng step",
+                                        "q's number of outputs R differs from the first step's");
+      return Status::success();
+    }
+    std::vector<MatrixBatch<T>> shapes;
+    for (const MatrixBatch<const T>& x : a)
+      shapes.push_back({nullptr, 1, x.rows * outputs, x.cols, x.cols, x.rows * outputs * x.cols});
+    CURVKIT_OPTIM_RETURN(a_rep_.allocate(ctx, shapes));
+    return allocate_solve(ctx, n2_ * outputs);
+  }
+
+  // a_rep block (i, r) = a block i (S rows) for r < R: R grouped copies (one group per layer;
+  // the R blocks of a sample interleave in memory, so they cannot share a call).
+  Status repeat_rows(const Context& ctx, const std::vector<MatrixBatch<const T>>& a,
+                     index_t outputs) const {
+    for (index_t r = 0; r < outputs; ++r) {
+      std::vector<MatrixBatch<const T>> from;
+      std::vector<MatrixBatch<T>> to;
+      for (std::size_t l = 0; l < a.size(); ++l) {
+        const index_t s = a[l].rows / n2_, cols = a[l].cols;
+        from.push_back({a[l].data, n2_, s, cols, a[l].ld, s * a[l].ld});
+        to.push_back({a_rep_.views[l].data + r * s * cols, n2_, s, cols, cols, outputs * s * cols});
+      }
+      CURVKIT_OPTIM_RETURN(axpby<T>(ctx, 1.0, from, 0.0, {}, to));
+    }
+    return Status::success();
+  }
+
   // The one 1 x 1 x m losses view among the layers.
   Status find_losses(const char* op, std::span<const LayerView<T>> layers,
                      MatrixBatch<const T>* out) const {
@@ -254,7 +330,8 @@ class SmwNg final : public Optimizer<T> {
   std::vector<MatrixBatch<T>> shapes_;
   std::vector<FoldedLayer> folded_;
   std::vector<std::size_t> vectors_;
-  detail::StateTensors<T> gradient_, direction_, gram_, z_;
+  detail::StateTensors<T> gradient_, direction_, gram_, z_, a_rep_;
+  index_t pseudo_ = 0;  // K's order: N2, or N2 R for SMW-GN
   BackendArray<T> products_, state_, ones_, workspace_;
   std::size_t workspace_bytes_ = 0;
   BackendArray<int> info_;

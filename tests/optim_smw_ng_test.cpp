@@ -5,6 +5,9 @@
 //     SMW-NG's update is W~ - lr solve(B + lambda I, g), SMW-NG-BD's the same per layer block;
 //     linear layers with and without a bias and a convolution (S = 4), statistics drawn fresh
 //     every step; lambda at the floor (B has rank N2 < n: cancellation); N2 = m;
+//   - SMW-GN (gauss_newton): the same with the N2 R pseudo-samples (i, r) whose gradient rows
+//     are sum_t q_{(i,r),t} a_{i,t}^T, from random cotangent backprops q (R = 3), B = (1/N2)
+//     sum over them; the optimizer repeats a's rows itself;
 //   - the LM rule across steps: second-pass losses chosen so that rho = 0.1, 0.5, 0.9 and a
 //     NaN loss; each next step must use the lambda the rule gives (boost, keep, drop, boost);
 //   - bad input: vector layers, N2 > m, missing losses, the finish_step() schedule, options.
@@ -34,8 +37,10 @@ class HostSmwNg {
   }
 
   // One step: updates w from the gradient g and the statistics; returns pred (for the LM rule).
+  // `q` (SMW-GN): per layer the (N2 R S) x d_out cotangent backprops, R outputs.
   template <class T>
-  real step(const StatsNet<T>& net, std::vector<double>& w, const std::vector<double>& g) {
+  real step(const StatsNet<T>& net, std::vector<double>& w, const std::vector<double>& g,
+            const std::vector<std::vector<double>>& q = {}, index_t outputs = 1) {
     // Folded index of (layer, row, col) -> flat parameter index; block offsets.
     std::vector<std::size_t> flat;
     std::vector<index_t> block_start;
@@ -50,19 +55,21 @@ class HostSmwNg {
     }
     block_start.push_back(index_t(flat.size()));
     const index_t n = index_t(flat.size());
-    // J: N2 x n, row i the folded per-sample gradients of sample i.
-    std::vector<real> jac(std::size_t(n2_ * n), 0);
+    // J: one row per (pseudo-)sample p = i R + r: the folded gradient sum_t g_{p,t} a_{i,t}^T
+    // (SMW-NG: R = 1 and g the true-label output gradients; SMW-GN: g = q).
+    const index_t rows_j = n2_ * outputs;
+    std::vector<real> jac(std::size_t(rows_j * n), 0);
     for (std::size_t l = 0; l < kSpecs.size(); ++l) {
       const Spec& s = kSpecs[l];
       const auto& a = net.stats[l].a_host;
-      const auto& gg = net.stats[l].g_host;
-      for (index_t i = 0; i < n2_; ++i)
+      const auto& gg = q.empty() ? net.stats[l].g_host : q[l];
+      for (index_t p = 0; p < rows_j; ++p)
         for (index_t t = 0; t < s.s; ++t) {
-          const index_t r = i * s.s + t;
+          const index_t ra = (p / outputs) * s.s + t, rg = p * s.s + t;
           for (index_t o = 0; o < s.d_out; ++o)
             for (index_t j = 0; j < s.d_a(); ++j)
-              jac[i * n + block_start[l] + o * s.d_a() + j] +=
-                  real(gg[r * s.d_out + o]) * real(a[r * s.d_a() + j]);
+              jac[p * n + block_start[l] + o * s.d_a() + j] +=
+                  real(gg[rg * s.d_out + o]) * real(a[ra * s.d_a() + j]);
         }
     }
     std::vector<real> gf(static_cast<std::size_t>(n)), d(static_cast<std::size_t>(n), 0);
@@ -70,10 +77,10 @@ class HostSmwNg {
     // B + lambda I over the whole network or per block.
     std::vector<real> b(std::size_t(n * n), 0);
     for (index_t p = 0; p < n; ++p)
-      for (index_t q = 0; q < n; ++q) {
+      for (index_t c = 0; c < n; ++c) {
         real v = 0;
-        for (index_t i = 0; i < n2_; ++i) v += jac[i * n + p] * jac[i * n + q];
-        b[p * n + q] = v / real(n2_);
+        for (index_t i = 0; i < rows_j; ++i) v += jac[i * n + p] * jac[i * n + c];
+        b[p * n + c] = v / real(n2_);
       }
     kappa_ = 1;
     const std::size_t blocks = o_.block_diagonal ? kSpecs.size() : 1;
@@ -82,12 +89,12 @@ class HostSmwNg {
       const index_t hi = o_.block_diagonal ? block_start[k + 1] : n, nb = hi - lo;
       std::vector<real> blk(std::size_t(nb * nb));
       for (index_t p = 0; p < nb; ++p)
-        for (index_t q = 0; q < nb; ++q)
-          blk[p * nb + q] = b[(lo + p) * n + lo + q] + (p == q ? lambda_ : 0);
+        for (index_t c = 0; c < nb; ++c)
+          blk[p * nb + c] = b[(lo + p) * n + lo + c] + (p == c ? lambda_ : 0);
       kappa_ = std::max(kappa_, condition(blk, nb));
       const Dense inv = matrix_function(blk, nb, [](real v) { return 1 / v; });
       for (index_t p = 0; p < nb; ++p)
-        for (index_t q = 0; q < nb; ++q) d[lo + p] += real(inv[p * nb + q]) * gf[lo + q];
+        for (index_t c = 0; c < nb; ++c) d[lo + p] += real(inv[p * nb + c]) * gf[lo + c];
     }
     const real lr = real(o_.lr), decay = 1 - lr * real(o_.weight_decay);
     for (index_t e = 0; e < n; ++e) w[flat[e]] = double(decay * real(w[flat[e]]) - lr * d[e]);
@@ -95,10 +102,10 @@ class HostSmwNg {
     real gd = 0, dbd = 0;
     for (index_t p = 0; p < n; ++p) {
       gd += gf[p] * d[p];
-      for (index_t q = 0; q < n; ++q) {
+      for (index_t c = 0; c < n; ++c) {
         const bool same_block =
-            !o_.block_diagonal || block_of(block_start, p) == block_of(block_start, q);
-        if (same_block) dbd += d[p] * b[p * n + q] * d[q];
+            !o_.block_diagonal || block_of(block_start, p) == block_of(block_start, c);
+        if (same_block) dbd += d[p] * b[p * n + c] * d[c];
       }
     }
     return lr * gd - lr * lr * dbd / 2;
@@ -133,17 +140,38 @@ class SmwNgTest : public BackendTest {
   template <class T>
   void run(const SmwNgOptions& o, const std::vector<double>& rhos) {
     SCOPED_TRACE(trace() + (sizeof(T) == 4 ? ", float" : ", double") + ", bd " +
-                 std::to_string(o.block_diagonal) + ", N2 " + std::to_string(o.curvature_samples) +
-                 ", damping " + std::to_string(o.damping));
+                 std::to_string(o.block_diagonal) + ", gn " + std::to_string(o.gauss_newton) +
+                 ", N2 " + std::to_string(o.curvature_samples) + ", damping " +
+                 std::to_string(o.damping));
     const index_t m = 6;
     StatsNet<T> sn(backend(), kSpecs, m, rng_);
     const Context c = ctx();
     Buffer<T> losses(backend(), static_cast<std::size_t>(m));
+    // SMW-GN's cotangent backprops: R = 3 outputs, N2 samples, drawn fresh every step.
+    const index_t outputs = o.gauss_newton ? 3 : 1;
+    const index_t n2 = o.curvature_samples > 0 ? o.curvature_samples : m / 2;
+    std::vector<std::vector<double>> q_host(kSpecs.size());
+    std::vector<std::unique_ptr<Buffer<T>>> q_dev(kSpecs.size());
+    auto draw_q = [&] {
+      std::normal_distribution<double> nq;
+      for (std::size_t l = 0; l < kSpecs.size() && o.gauss_newton; ++l) {
+        std::vector<T> h(std::size_t(n2 * outputs * kSpecs[l].s * kSpecs[l].d_out));
+        q_host[l].resize(h.size());
+        for (std::size_t e = 0; e < h.size(); ++e) q_host[l][e] = double(h[e] = T(nq(rng_)));
+        q_dev[l] = std::make_unique<Buffer<T>>(backend(), h);
+      }
+    };
     auto views = [&] {
       auto v = sn.views(true);
       v.back().losses = MatrixBatch<T>{losses.data(), 1, 1, m, m, m};
+      for (std::size_t l = 0; l < kSpecs.size() && o.gauss_newton; ++l) {
+        const index_t rows = n2 * outputs * kSpecs[l].s, c = kSpecs[l].d_out;
+        v[l].q = MatrixBatch<T>{q_dev[l]->data(), 1, rows, c, c, rows * c};
+        v[l].g = {};  // SMW-GN does not read g
+      }
       return v;
     };
+    draw_q();
     auto set_losses = [&](const std::vector<T>& x) { losses.upload(x); };
     auto opt = optim::make_smw_ng<T>(o);
     sn.draw_statistics(rng_);
@@ -153,13 +181,16 @@ class SmwNgTest : public BackendTest {
     std::normal_distribution<double> n;
     for (std::size_t k = 0; k < rhos.size(); ++k) {
       const optim::Needs needs = opt->needs();
-      EXPECT_TRUE(needs.a && needs.g && needs.losses);
+      EXPECT_TRUE(needs.a && needs.losses);
+      EXPECT_EQ(needs.g, !o.gauss_newton);
+      EXPECT_EQ(needs.cotangents, o.gauss_newton ? n2 : 0);
       EXPECT_EQ(needs.second_pass, optim::SecondPass::forward);
       std::vector<double> g(want.size());
       for (auto& x : g) x = n(rng_);
       sn.net.set_grads(g);
       g = sn.net.grads();
       sn.draw_statistics(rng_);
+      draw_q();
       std::vector<T> l0(static_cast<std::size_t>(m));
       double f0 = 0;
       for (auto& x : l0) f0 += double(x = T(2 + std::abs(n(rng_))));
@@ -167,7 +198,8 @@ class SmwNgTest : public BackendTest {
       set_losses(l0);
       const Status st = opt->step(c, views());
       ASSERT_TRUE(st.ok()) << st.to_string();
-      const real pred = host.step(sn, want, g);
+      const real pred =
+          o.gauss_newton ? host.step(sn, want, g, q_host, outputs) : host.step(sn, want, g);
       // Second pass: every loss f1 = f0 - rho pred.
       const double f1 = std::isnan(rhos[k]) ? NAN : f0 - rhos[k] * double(pred);
       set_losses(std::vector<T>(static_cast<std::size_t>(m), T(f1)));
@@ -203,6 +235,21 @@ TEST_P(SmwNgTest, FollowsTheDenseSolveAndTheDampingRule) {
   o.curvature_samples = 0;  // m / 2 = 3
   o.damping = 0;            // lambda at the floor 1e-3: B (rank N2) dominates
   run<double>(o, {0.9, 0.9});
+}
+
+TEST_P(SmwNgTest, GaussNewtonFollowsTheDenseSolve) {
+  SmwNgOptions o;
+  o.gauss_newton = true;
+  o.lr = 0.5;
+  o.damping = 0.299;
+  o.curvature_samples = 2;  // N2 R = 6 pseudo-samples
+  run<double>(o, {0.1, 0.9, double(NAN), 0.5});
+  run<float>(o, {0.5, 0.9});
+  o.block_diagonal = true;
+  run<double>(o, {0.9, 0.1});
+  o.block_diagonal = false;
+  o.curvature_samples = 0;  // N2 = 3: 9 pseudo-samples
+  run<double>(o, {0.5});
 }
 
 TEST_P(SmwNgTest, BadInput) {
@@ -250,6 +297,21 @@ TEST_P(SmwNgTest, BadInput) {
   expect_invalid(opt->step(c, with_losses()), "finish_step() was not called");
   ASSERT_TRUE(opt->finish_step(c, with_losses()).ok());
   ASSERT_TRUE(opt->step(c, with_losses()).ok());
+  // SMW-GN without q, or with a q whose R differs between layers.
+  SmwNgOptions gn;
+  gn.gauss_newton = true;
+  auto opt_gn = optim::make_smw_ng<T>(gn);
+  ASSERT_TRUE(opt_gn->init(c, with_losses()).ok());
+  EXPECT_EQ(opt_gn->needs().cotangents, m / 2);
+  expect_invalid(opt_gn->step(c, with_losses()), "layers[0].q");
+  Buffer<T> q(backend(), std::vector<T>(std::size_t(m / 2 * 3 * 4 * 3), 0.5));
+  v = with_losses();
+  for (std::size_t l = 0; l < kSpecs.size(); ++l) {
+    const index_t outputs = l == 2 ? 3 : 2, rows = m / 2 * outputs * kSpecs[l].s;
+    v[l].q =
+        MatrixBatch<T>{q.data(), 1, rows, kSpecs[l].d_out, kSpecs[l].d_out, rows * kSpecs[l].d_out};
+  }
+  expect_invalid(opt_gn->step(c, v), "layers[2].q");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SmwNgTest,

@@ -65,6 +65,10 @@ struct LayerView {
   MatrixBatch<const T> dw_sampled, db_sampled;  ///< mean gradients with sampled labels
   MatrixBatch<const T> z;       ///< (m S) x d_out pre-activations z = a [W | b]^T of the pass
   MatrixBatch<const T> losses;  ///< 1 x 1 x m per-sample losses; on the output layer only
+  /// Gauss–Newton cotangent backprops (Needs::cotangents = n2): the loss Hessian in the network's
+  /// R outputs factored as H_i = C_i C_i^T, each column c_{i,r} = C_i e_r of the first n2
+  /// samples backpropagated to this layer's outputs: (n2 R S) x d_out, rows ordered (i, r, t).
+  MatrixBatch<const T> q;
 };
 
 /// What the next step needs from the trainer beyond w, b, dw, db.
@@ -75,6 +79,7 @@ struct Needs {
   bool grad_sampled = false;                  ///< mean gradients with sampled labels
   bool z = false;                             ///< pre-activations
   bool losses = false;                        ///< per-sample losses (the output layer's view)
+  index_t cotangents = 0;                     ///< n2 > 0: q for the first n2 samples (SMW-GN)
   SecondPass second_pass = SecondPass::none;  ///< after step(): the pass, then finish_step()
 };
 

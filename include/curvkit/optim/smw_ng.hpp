@@ -18,6 +18,15 @@
 // SMW-NG-BD (block_diagonal) solves each layer's block on its own: K_l, D_l = lambda I +
 // K_l / N2, V~_l = g_l - (1/N2) J_l^T D_l^{-1} J_l g_l, i.e. G = blockdiag(B_l + lambda I).
 //
+// SMW-GN (gauss_newton; thesis eq. 5.2, §5.4.7) replaces the empirical Fisher by the
+// Gauss–Newton matrix B = (1/N2) sum_i J_i^T H_i J_i, J_i the Jacobian of the network's R
+// outputs, H_i = C_i C_i^T the loss Hessian in them: the rows of J become the N2 R pseudo-samples
+// (i, r) with gradients J_i^T C_i e_r, built from a (sample i's rows) and the trainer's cotangent
+// backprops q (LayerView::q, Needs::cotangents = N2).  K is (N2 R) x (N2 R); the factor C_i
+// (softmax: diag(sqrt p) - p sqrt(p)^T, rank R - 1) keeps D = lambda I + K / N2 symmetric positive
+// definite where the thesis's (5.6) needs H^{-1} and (5.7) an LU solve.  The optimizer repeats
+// a's rows R times per sample into its own buffer (one grouped copy per step).
+//
 // The per-sample gradients need every layer's a (with its trailing column of ones when the layer
 // has a bias) and g; vector layers (LayerKind::vector) have no per-sample view and are rejected
 // by init().  The losses (1 x 1 x m) come on one layer's view (the output layer's).
@@ -35,6 +44,7 @@ struct SmwNgOptions {
   double weight_decay = 0;        ///< gamma, decoupled (Algorithm 23 has none)
   index_t curvature_samples = 0;  ///< N2 <= m; 0 selects m / 2 (the thesis's ratio), at least 1
   bool block_diagonal = false;    ///< SMW-NG-BD
+  bool gauss_newton = false;      ///< SMW-GN (with block_diagonal: its per-layer blocks)
   double boost = 1.01;            ///< LM rule (Kiros, thesis §5.2.3)
   double drop = 0.99;
   double epsilon = 0.25;
@@ -48,8 +58,8 @@ struct SmwNgOptions {
 /// SMW-NG (see the top of this header).  init() checks the options (invalid_argument for lr <= 0
 /// or not finite, a non-finite weight decay, damping < 0, curvature_samples < 0 or > m, a bad
 /// LM rule), needs every layer's m (the mini-batch size, fixed) and rejects vector layers.
-/// needs(): a, g and losses every step and SecondPass::forward; finish_step() reads the second
-/// pass's losses.
+/// needs(): a, g and losses every step and SecondPass::forward (SMW-GN: a, q for N2 samples
+/// and losses; N2 is known after init()); finish_step() reads the second pass's losses.
 template <class T>
 std::unique_ptr<Optimizer<T>> make_smw_ng(const SmwNgOptions& options = {});
 
