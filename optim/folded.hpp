@@ -85,6 +85,23 @@ Status check_step_layers(const char* op, bool initialised, Backend init_backend,
   return same_layers(op, layers, folded, vectors);
 }
 
+/// The mini-batch size m every folded layer's view gives (>= 1, the same for all), for methods
+/// whose state is sized by it; 0 without folded layers.  `why` ends the message.
+template <class T>
+Status batch_size(const char* op, std::span<const LayerView<T>> layers,
+                  const std::vector<FoldedLayer>& folded, index_t* m, const char* why = "") {
+  *m = 0;
+  for (const FoldedLayer& k : folded) {
+    const index_t x = layers[k.layer].m;
+    if (x < 1 || (*m > 0 && x != *m))
+      return Status::invalid_argument(
+          op, layer_name(k.layer, "m") +
+                  " must be the mini-batch size (>= 1, the same for every layer)" + why);
+    *m = x;
+  }
+  return Status::success();
+}
+
 /// Options shared by the damped methods: lr and weight decay finite, damping finite and > 0,
 /// momentum in [0, 1).
 inline Status check_damped_options(const char* op, double lr, double weight_decay, double damping,

@@ -77,15 +77,7 @@ class Kbfgs final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(detail::collect(op, layers, &now_));
     shapes_ = now_.params;
     CURVKIT_OPTIM_RETURN(detail::fold_layers(op, layers, &folded_, &vectors_));
-    m_ = 0;
-    for (const FoldedLayer& k : folded_) {
-      const index_t m = layers[k.layer].m;
-      if (m < 1 || (m_ > 0 && m != m_))
-        return Status::invalid_argument(
-            op, layer_name(k.layer, "m") +
-                    " must be the mini-batch size (>= 1, the same for every layer)");
-      m_ = m;
-    }
+    CURVKIT_OPTIM_RETURN(detail::batch_size(op, layers, folded_, &m_));
     const std::size_t nl = folded_.size();
     const index_t p = o_.history;
     std::vector<MatrixBatch<T>> ha, hg, moments, directions, rows_a, rows_g, windows;
@@ -171,9 +163,9 @@ class Kbfgs final : public Optimizer<T> {
       CURVKIT_OPTIM_RETURN(
           axpby<T>(ctx, 1.0, u.grad_b, o_.momentum, detail::as_const(u.moment_b), u.moment_b));
     if (nl > 0) {
-      Context c = ctx;
-      if (workspace_bytes_ > 0) c.set_workspace(workspace_.data(), workspace_bytes_);
       if (o_.history == 0) {
+        Context c = ctx;
+        if (workspace_bytes_ > 0) c.set_workspace(workspace_.data(), workspace_bytes_);
         KronApplyOptions ko;
         ko.form = KronFactor::inverse;
         CURVKIT_OPTIM_RETURN(

@@ -88,15 +88,7 @@ class SmwNg final : public Optimizer<T> {
           op, layer_name(vectors_[0], "kind") +
                   " is vector: SMW-NG needs per-sample gradients, which a vector layer's view "
                   "does not carry");
-    m_ = 0;
-    for (const FoldedLayer& k : folded_) {
-      const index_t m = layers[k.layer].m;
-      if (m < 1 || (m_ > 0 && m != m_))
-        return Status::invalid_argument(
-            op, layer_name(k.layer, "m") +
-                    " must be the mini-batch size (>= 1, the same for every layer)");
-      m_ = m;
-    }
+    CURVKIT_OPTIM_RETURN(detail::batch_size(op, layers, folded_, &m_));
     n2_ = o_.curvature_samples > 0 ? o_.curvature_samples : std::max<index_t>(m_ / 2, 1);
     if (n2_ > m_ && !folded_.empty())
       return Status::invalid_argument(

@@ -62,16 +62,8 @@ class Tengrad final : public Optimizer<T> {
     CURVKIT_OPTIM_RETURN(detail::collect(op, layers, &now_));
     shapes_ = now_.params;
     CURVKIT_OPTIM_RETURN(detail::fold_layers(op, layers, &folded_, &vectors_));
-    m_ = 0;
-    for (const FoldedLayer& k : folded_) {
-      const LayerView<T>& x = layers[k.layer];
-      if (x.m < 1 || (m_ > 0 && x.m != m_))
-        return Status::invalid_argument(
-            op, layer_name(k.layer, "m") +
-                    " must be the mini-batch size (>= 1, the same for every layer): the m x m "
-                    "state is sized by init()");
-      m_ = x.m;
-    }
+    CURVKIT_OPTIM_RETURN(
+        detail::batch_size(op, layers, folded_, &m_, ": the m x m state is sized by init()"));
     std::vector<MatrixBatch<T>> moments, directions, squares, columns;
     for (const FoldedLayer& k : folded_) {
       moments.push_back(detail::folded_shape<T>(k));
