@@ -95,6 +95,16 @@ class Model {
     losses_ = BackendArray<T>(ctx, std::vector<T>(std::size_t(shape.batch), T(1)));
   }
 
+  // SMW-GN's cotangent backprops q for n2 samples: (n2 R S) x d_out random values per layer.
+  void set_cotangents(index_t n2) {
+    const index_t outputs = layers_.back().shape.dout;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      Layer& y = layers_[l];
+      y.q_rows = n2 * outputs * (y.rows / batch_);
+      y.q = array(y.q_rows * y.shape.dout, 1.0, 10 * l + 11);
+    }
+  }
+
   std::vector<optim::LayerView<T>> views() {
     std::vector<optim::LayerView<T>> v;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -119,6 +129,7 @@ class Model {
       x.z = x.g_sampled;  // any (m S) x d_out values serve as pre-activations here
       x.output_layer = l + 1 == layers_.size();
       if (x.output_layer) x.losses = {losses_.data(), 1, 1, batch_, batch_, batch_};
+      if (y.q_rows > 0) x.q = MatrixBatch<T>{y.q.data(), 1, y.q_rows, o, o, y.q_rows * o};
       v.push_back(x);
     }
     return v;
@@ -151,9 +162,10 @@ class Model {
 
  private:
   struct Layer {
-    BackendArray<T> w, b, dw, db, dws, dbs, a, g, gs;
+    BackendArray<T> w, b, dw, db, dws, dbs, a, g, gs, q;
     LayerShape shape{};
-    index_t rows = 0;  // m S
+    index_t rows = 0;    // m S
+    index_t q_rows = 0;  // n2 R S (SMW-GN)
   };
   BackendArray<T> array(index_t n, double scale, std::uint64_t seed) {
     std::vector<T> h(static_cast<std::size_t>(n));
@@ -168,17 +180,23 @@ class Model {
   BackendArray<T> losses_;  // the output layer's per-sample losses (SMW-NG's LM rule)
 };
 
-void bm_step(benchmark::State& st, const ModelShape& shape, const std::string& name) {
-  const Context ctx = Context::kokkos();
+void bm_step(benchmark::State& st, Backend backend, const ModelShape& shape,
+             const std::string& name) {
+  const Context ctx(backend);
   Model net(ctx, shape);
   auto views = net.views();
   auto opt = optim::make_optimizer<T>(name, shape.name);
   if (!opt) return st.SkipWithError(("unknown optimizer " + name).c_str());
   if (Status s = opt->init(ctx, views); !s.ok()) return st.SkipWithError(s.to_string().c_str());
+  if (const index_t n2 = opt->needs().cotangents; n2 > 0) {
+    net.set_cotangents(n2);
+    views = net.views();
+  }
   // One untimed period first: the state's pages are touched and the statistics are warm.
   // One step, and finish_step() when the optimizer asks for a second pass (that pass's forward
   // and backward are the model's cost, not timed here: add model_fwd_bwd per curvature step,
-  // or a third of it (the forward GEMMs) for SMW-NG's forward-only pass).
+  // or a third of it (the forward GEMMs) for SMW-NG's forward-only pass; SMW-GN's cotangent
+  // backprops, N2 R pseudo-samples through the network, are also the trainer's).
   auto one_step = [&] {
     const optim::Needs needs = opt->needs();
     Status s = opt->step(ctx, views);
@@ -199,8 +217,8 @@ void bm_step(benchmark::State& st, const ModelShape& shape, const std::string& n
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
-void bm_model(benchmark::State& st, const ModelShape& shape) {
-  const Context ctx = Context::kokkos();
+void bm_model(benchmark::State& st, Backend backend, const ModelShape& shape) {
+  const Context ctx(backend);
   Model net(ctx, shape);
   for (auto _ : st) {
     if (Status s = net.forward_backward(); !s.ok()) return st.SkipWithError(s.to_string().c_str());
@@ -209,17 +227,26 @@ void bm_model(benchmark::State& st, const ModelShape& shape) {
   set_rate_counters(st, net.flops(), 0);
 }
 
+// The Kokkos backend (its default execution space: the host, or the GPU in a Kokkos built for
+// CUDA) and, where compiled and a GPU is present, the native CUDA backend.
 void register_all() {
-  for (const ModelShape& shape : {autoencoder(), cnn()}) {
-    for (const std::string& name : optim::optimizer_names())
-      benchmark::RegisterBenchmark(
-          ("optim_step/" + shape.name + "/kokkos/" + name).c_str(),
-          [shape, name](benchmark::State& st) { bm_step(st, shape, name); })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->Iterations(1);
-    add("model_fwd_bwd/" + shape.name + "/kokkos",
-        [shape](benchmark::State& st) { bm_model(st, shape); });
+  std::vector<Backend> backends = {Backend::kokkos};
+#if CURVKIT_HAVE_CUDA
+  if (have_cuda_device()) backends.push_back(Backend::cuda);
+#endif
+  for (Backend backend : backends) {
+    const std::string tag = to_string(backend);
+    for (const ModelShape& shape : {autoencoder(), cnn()}) {
+      for (const std::string& name : optim::optimizer_names())
+        benchmark::RegisterBenchmark(
+            ("optim_step/" + shape.name + "/" + tag + "/" + name).c_str(),
+            [backend, shape, name](benchmark::State& st) { bm_step(st, backend, shape, name); })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->Iterations(1);
+      add("model_fwd_bwd/" + shape.name + "/" + tag,
+          [backend, shape](benchmark::State& st) { bm_model(st, backend, shape); });
+    }
   }
 }
 

@@ -14,9 +14,9 @@
 namespace curvkit::optim {
 
 std::vector<std::string> optimizer_names() {
-  return {"sgd",     "adamw",   "kfac",     "kfac-ef", "shampoo", "tnt",
-          "tnt-ef",  "mbf",     "mbf-true", "mbag",    "mbag-n",  "muon",
-          "tengrad", "kfac-2l", "kbfgs",    "kbfgs-l", "smw-ng",  "smw-ng-bd"};
+  return {"sgd",   "adamw",    "kfac",   "kfac-ef",   "shampoo", "tnt",      "tnt-ef",
+          "mbf",   "mbf-true", "mbag",   "mbag-n",    "muon",    "tengrad",  "kfac-2l",
+          "kbfgs", "kbfgs-l",  "smw-ng", "smw-ng-bd", "smw-gn",  "smw-gn-bd"};
 }
 
 template <class T>
@@ -58,9 +58,10 @@ std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::string_
     o = make_kbfgs<T>(cnn ? KbfgsOptions::cnn() : KbfgsOptions::autoencoder());
   } else if (name == "kbfgs-l") {
     o = make_kbfgs<T>(cnn ? KbfgsOptions::cnn_limited() : KbfgsOptions::autoencoder_limited());
-  } else if (name == "smw-ng" || name == "smw-ng-bd") {
+  } else if (name == "smw-ng" || name == "smw-ng-bd" || name == "smw-gn" || name == "smw-gn-bd") {
     SmwNgOptions s = cnn ? SmwNgOptions::cnn() : SmwNgOptions::autoencoder();
-    s.block_diagonal = name == "smw-ng-bd";
+    s.block_diagonal = name == "smw-ng-bd" || name == "smw-gn-bd";
+    s.gauss_newton = name == "smw-gn" || name == "smw-gn-bd";
     o = make_smw_ng<T>(s);
   } else if (name == "tengrad") {
     o = make_tengrad<T>(cnn ? TengradOptions::cnn() : TengradOptions::autoencoder());

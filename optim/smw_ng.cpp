@@ -13,6 +13,7 @@
 // and axpby_scaled for the update; finish_step() a gemm for f1 and lm_damping_update.
 #include "curvkit/optim/smw_ng.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -48,8 +49,9 @@ Status check_options(const SmwNgOptions& o) {
     return Status::invalid_argument(op, "options.damping must be finite and >= 0");
   if (!(o.damping + o.floor > 0))
     return Status::invalid_argument(op, "options.damping + options.floor must be > 0");
-  if (o.curvature_samples < 0)
-    return Status::invalid_argument(op, "options.curvature_samples must be >= 0");
+  if (o.curvature_samples < 0 || o.gauss_newton_budget < 1)
+    return Status::invalid_argument(
+        op, "options.curvature_samples must be >= 0 and gauss_newton_budget >= 1");
   const LmDampingRule r = rule_of(o, o.lr);
   if (!(r.boost >= 1) || !std::isfinite(r.boost) || !(r.drop > 0 && r.drop <= 1) ||
       !(r.epsilon > 0 && r.epsilon < 0.5) || !(r.floor >= 0) || !std::isfinite(r.floor))
@@ -90,6 +92,13 @@ class SmwNg final : public Optimizer<T> {
                   "does not carry");
     CURVKIT_OPTIM_RETURN(detail::batch_size(op, layers, folded_, &m_));
     n2_ = o_.curvature_samples > 0 ? o_.curvature_samples : std::max<index_t>(m_ / 2, 1);
+    if (o_.gauss_newton && o_.curvature_samples == 0 && !layers.empty()) {
+      // R from the output layer (the last one when none is marked).
+      const LayerView<T>* out = &layers.back();
+      for (const LayerView<T>& x : layers)
+        if (x.output_layer) out = &x;
+      n2_ = std::clamp<index_t>(o_.gauss_newton_budget / std::max<index_t>(out->w.rows, 1), 1, n2_);
+    }
     if (n2_ > m_ && !folded_.empty())
       return Status::invalid_argument(
           op, "options.curvature_samples must be <= m (" + std::to_string(m_) + ")");

@@ -3,7 +3,8 @@
 // loss falls below half its start within 150 steps and stays finite; with duplicated input
 // features (singular statistics) nothing becomes NaN.  The trainer's part is done here on the
 // host: gradients, layer inputs a (with the ones column), per-sample output gradients g, and
-// g_sampled / sampled mean gradients from targets drawn from the model's Gaussian likelihood.
+// g_sampled / sampled mean gradients from targets drawn from the model's Gaussian likelihood,
+// and SMW-GN's cotangent backprops.
 #include <map>
 
 #include "curvkit/optim/mbag.hpp"
@@ -48,9 +49,10 @@ std::unique_ptr<optim::Optimizer<double>> make_for_test(const std::string& name)
     return make_muon<double>(o);
   }
   static const std::map<std::string, double> lr = {
-      {"sgd", 0.01},   {"adamw", 0.03},   {"shampoo", 1e-3}, {"tnt", 1e-3},     {"tnt-ef", 3e-3},
-      {"mbag", 0.01},  {"mbag-n", 0.02},  {"kfac", 0.05},    {"kfac-ef", 0.05}, {"kfac-2l", 0.05},
-      {"kbfgs", 0.05}, {"kbfgs-l", 0.05}, {"smw-ng", 1.0},   {"smw-ng-bd", 1.0}};
+      {"sgd", 0.01},     {"adamw", 0.03},    {"shampoo", 1e-3}, {"tnt", 1e-3},
+      {"tnt-ef", 3e-3},  {"mbag", 0.01},     {"mbag-n", 0.02},  {"kfac", 0.05},
+      {"kfac-ef", 0.05}, {"kfac-2l", 0.05},  {"kbfgs", 0.05},   {"kbfgs-l", 0.05},
+      {"smw-ng", 1.0},   {"smw-ng-bd", 1.0}, {"smw-gn", 1.0},   {"smw-gn-bd", 1.0}};
   const auto it = lr.find(name);
   return it == lr.end() ? nullptr : make_optimizer<double>(name, "autoencoder", it->second);
 }
@@ -203,6 +205,16 @@ class AllOptimizersTest : public BackendTest {
     const Context c = ctx();
     const Status st0 = opt->init(c, views);
     EXPECT_TRUE(st0.ok()) << name << ": " << st0.to_string();
+    // SMW-GN's cotangent backprops for its first n2 samples: the loss Hessian in the outputs is
+    // I (C = I), so pseudo-sample (i, r) has q2 = e_r and, the network being linear, q1 = row r
+    // of W2.
+    const index_t n2 = opt->needs().cotangents;
+    Buffer<T> q1(be, std::size_t(std::max<index_t>(n2 * kOut * kHidden, 1))),
+        q2(be, std::size_t(std::max<index_t>(n2 * kOut * kOut, 1)));
+    if (n2 > 0) {
+      views[0].q = mat(q1, n2 * kOut, kHidden);
+      views[1].q = mat(q2, n2 * kOut, kOut);
+    }
     auto upload = [](Buffer<T>& b, const std::vector<double>& v) {
       b.upload(std::vector<T>(v.begin(), v.end()));
     };
@@ -220,6 +232,17 @@ class AllOptimizersTest : public BackendTest {
       upload(z1, pass.z1);
       upload(z2, pass.z2);
       upload(losses, pass.losses);
+      if (n2 == 0) return;
+      const std::vector<double> p = net.params();
+      const double* w2 = p.data() + kHidden * kIn + kHidden;
+      std::vector<double> h1, h2;
+      for (index_t i = 0; i < n2; ++i)
+        for (index_t r = 0; r < kOut; ++r) {
+          for (index_t a = 0; a < kHidden; ++a) h1.push_back(w2[r * kHidden + a]);
+          for (index_t o = 0; o < kOut; ++o) h2.push_back(o == r ? 1.0 : 0.0);
+        }
+      upload(q1, h1);
+      upload(q2, h2);
     };
     for (int k = 0; k < steps; ++k) {
       upload_pass();

@@ -378,31 +378,88 @@ void Network<T>::backward_pass(index_t m, bool sampled, bool weight_grads) {
                             (sampled ? L.db_s : L.db).data());
     }
     if (l == 0) break;  // nothing needs the gradient of the data
-
-    // The gradient of this layer's input: g W, then back through im2col for a convolution.
-    gemm<T>(ctx_, Op::none, Op::none, T(1), cmat<T>(g, rows, s.d_out, s.d_out),
-            cmat<T>(L.w.data(), s.d_out, L.d_in, L.d_in), mat(L.d.data(), rows, L.d_in, L.d_in),
-            "backward: g W");
-    const T* grad_in = L.d.data();
-    if (s.conv) {
-      ops::col2im<T>(ctx_, L.shape(m), L.d.data(), L.d_in, L.dx.data(), L.in_features);
-      grad_in = L.dx.data();
-    }
-    // ... then through the previous layer's pooling and activation to its g.
     Layer& P = layers_[l - 1];
-    T* g_prev = sampled ? P.g_s.data() : P.g.data();
-    const index_t prev_rows = m * P.positions;
-    if (P.spec.pool) {
-      const ops::ConvShape sh = P.shape(m);
-      ops::maxpool2_backward<T>(ctx_, m, sh.out_height(), sh.out_width(), P.spec.d_out, grad_in,
-                                L.in_features, P.which.data(), P.dy.data(),
-                                P.positions * P.spec.d_out);
-      ops::activation_backward<T>(ctx_, prev_rows, P.spec.d_out, 1, P.spec.act, P.z.data(),
-                                  P.dy.data(), P.spec.d_out, g_prev);
-    } else {
-      ops::activation_backward<T>(ctx_, prev_rows, P.spec.d_out, P.positions, P.spec.act,
-                                  P.z.data(), grad_in, L.in_features, g_prev);
+    propagate(l, m, g, L.d.data(), L.dx.data(),
+              {P.z.data(), P.which.data(), P.dy.data(), sampled ? P.g_s.data() : P.g.data()});
+  }
+}
+
+template <class T>
+void Network<T>::propagate(std::size_t l, index_t m, const T* g, T* d, T* dx,
+                           const PrevBuffers& prev) {
+  Layer& L = layers_[l];
+  const LayerSpec& s = L.spec;
+  const index_t rows = m * L.positions;
+  // The gradient of this layer's input: g W, then back through im2col for a convolution.
+  gemm<T>(ctx_, Op::none, Op::none, T(1), cmat<T>(g, rows, s.d_out, s.d_out),
+          cmat<T>(L.w.data(), s.d_out, L.d_in, L.d_in), mat(d, rows, L.d_in, L.d_in),
+          "backward: g W");
+  const T* grad_in = d;
+  if (s.conv) {
+    ops::col2im<T>(ctx_, L.shape(m), d, L.d_in, dx, L.in_features);
+    grad_in = dx;
+  }
+  // ... then through the previous layer's pooling and activation to its g.
+  const Layer& P = layers_[l - 1];
+  const index_t prev_rows = m * P.positions;
+  if (P.spec.pool) {
+    const ops::ConvShape sh = P.shape(m);
+    ops::maxpool2_backward<T>(ctx_, m, sh.out_height(), sh.out_width(), P.spec.d_out, grad_in,
+                              L.in_features, prev.which, prev.dy, P.positions * P.spec.d_out);
+    ops::activation_backward<T>(ctx_, prev_rows, P.spec.d_out, 1, P.spec.act, prev.z, prev.dy,
+                                P.spec.d_out, prev.g);
+  } else {
+    ops::activation_backward<T>(ctx_, prev_rows, P.spec.d_out, P.positions, P.spec.act, prev.z,
+                                grad_in, L.in_features, prev.g);
+  }
+}
+
+template <class T>
+void Network<T>::allocate_cotangents(index_t pseudo_samples) {
+  if (pseudo_samples <= cotangent_capacity_) return;
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    const index_t rows = pseudo_samples * L.positions, d_out = L.spec.d_out;
+    L.q = allocate<T>(ctx_, rows * d_out, "cotangent q");
+    if (l + 1 < layers_.size()) L.z_c = allocate<T>(ctx_, rows * d_out, "repeated z");
+    if (L.spec.pool) {
+      L.dy_c = allocate<T>(ctx_, rows * d_out, "cotangent dy");
+      L.which_c = allocate<std::uint8_t>(ctx_, rows * d_out / 4, "repeated pool arg-max");
     }
+    if (l > 0) {
+      L.d_c = allocate<T>(ctx_, rows * L.d_in, "cotangent d");
+      if (L.spec.conv) L.dx_c = allocate<T>(ctx_, pseudo_samples * L.in_features, "cotangent dx");
+    }
+  }
+  cotangent_capacity_ = pseudo_samples;
+}
+
+template <class T>
+void Network<T>::backward_cotangents(index_t m, index_t n2) {
+  if (n2 < 1 || n2 > m)
+    throw std::invalid_argument("backward_cotangents: n2 = " + std::to_string(n2) +
+                                " must be in [1, m = " + std::to_string(m) + "]");
+  Layer& top = layers_.back();
+  const index_t outputs = top.spec.d_out, pseudo = n2 * outputs;
+  allocate_cotangents(pseudo);
+  cotangent_rows_ = pseudo;
+  if (spec_.loss == LossKind::softmax_xent)
+    ops::softmax_hessian_sqrt<T>(ctx_, n2, outputs, top.z.data(), top.q.data());
+  else
+    ops::sigmoid_hessian_sqrt<T>(ctx_, n2, outputs, top.z.data(), top.q.data());
+  for (std::size_t l = layers_.size() - 1; l > 0; --l) {
+    Layer& L = layers_[l];
+    Layer& P = layers_[l - 1];
+    // Pseudo-sample (i, r) sees sample i's pre-activations and pool choices.
+    const index_t per_sample = P.positions * P.spec.d_out;
+    ops::repeat_blocks<T>(ctx_, n2, outputs, per_sample, P.z.data(), P.z_c.data());
+    if (P.spec.pool) {
+      const ops::ConvShape sh = P.shape(1);
+      const index_t pooled = (sh.out_height() / 2) * (sh.out_width() / 2) * P.spec.d_out;
+      ops::repeat_blocks<std::uint8_t>(ctx_, n2, outputs, pooled, P.which.data(), P.which_c.data());
+    }
+    propagate(l, pseudo, L.q.data(), L.d_c.data(), L.dx_c.data(),
+              {P.z_c.data(), P.which_c.data(), P.dy_c.data(), P.q.data()});
   }
 }
 
@@ -438,6 +495,12 @@ std::vector<curvkit::optim::LayerView<T>> Network<T>::layer_views(
       if (s.bias) v.db_sampled = curvkit::make_batch<const T>(L.db_s.data(), 1, 1, s.d_out);
     }
     if (needs.z) v.z = curvkit::make_batch<const T>(L.z.data(), 1, rows, s.d_out);
+    if (needs.cotangents > 0) {
+      if (cotangent_rows_ != needs.cotangents * layers_.back().spec.d_out)
+        throw std::logic_error("layer_views: backward_cotangents(m, n2) did not run for n2 = " +
+                               std::to_string(needs.cotangents));
+      v.q = curvkit::make_batch<const T>(L.q.data(), 1, cotangent_rows_ * L.positions, s.d_out);
+    }
     if (needs.losses && v.output_layer)
       v.losses = curvkit::make_batch<const T>(sample_loss_.data(), 1, 1, m);
     views.push_back(v);
@@ -480,6 +543,7 @@ std::pair<double, double> train_step(const Context& ctx, Network<T>& net,
   net.loss(m, true);
   net.backward(m);
   if (needs.g_sampled || needs.grad_sampled) net.backward_sampled(m, needs.grad_sampled);
+  if (needs.cotangents > 0) net.backward_cotangents(m, needs.cotangents);
   check(curvkit::synchronize(ctx), "synchronize");
   const auto t1 = Clock::now();
   check(opt.step(ctx, net.layer_views(m, needs)), "optimizer step");

@@ -110,6 +110,12 @@ class Network {
   /// (softmax: categorical; sigmoid: Bernoulli per output), and dW, db with those labels when
   /// `weight_grads`.  Each call draws fresh labels.
   void backward_sampled(index_t m, bool weight_grads);
+  /// SMW-GN's cotangent backprops (docs/optimizer-spec-2.md §4.1): for each of the first n2 <= m
+  /// samples i and each output r < R, the cotangent (C_i e_r)^T (H_i = C_i C_i^T, the loss
+  /// Hessian in the logits of the last forward()) backpropagated through the network at the
+  /// current weights into every layer's q, rows ((i R + r) S + t), no weight gradients.  The
+  /// layers' z and max-pool choices are repeated R times per sample first.
+  void backward_cotangents(index_t m, index_t n2);
 
   /// The layers as curvkit's optimizers see them, with the statistics `needs` asks for (the
   /// sampled-label ones hold what the last backward_sampled() wrote; z and the output layer's
@@ -127,6 +133,8 @@ class Network {
   BackendArray<T>& bias(std::size_t l) { return layers_[l].b; }
   const BackendArray<T>& weight_grad(std::size_t l) const { return layers_[l].dw; }
   const BackendArray<T>& bias_grad(std::size_t l) const { return layers_[l].db; }
+  /// The last layer's z after forward(): max_batch x outputs, the first m rows valid (tests).
+  const BackendArray<T>& logits() const { return layers_.back().z; }
 
  private:
   struct Layer {
@@ -145,6 +153,10 @@ class Network {
     BackendArray<T> dx;               // conv: col2im(d) (l > 0)
     BackendArray<T> dy;               // pool: gradient of y
     BackendArray<T> g_s, dw_s, db_s;  // sampled-label pass, allocated on first use
+    // Cotangent pass (n2 R pseudo-samples), allocated on first use: q is its g; z_c, which_c the
+    // repeated z and pool choices; d_c, dx_c, dy_c its d, dx, dy.
+    BackendArray<T> q, z_c, d_c, dx_c, dy_c;
+    BackendArray<std::uint8_t> which_c;
 
     ops::ConvShape shape(index_t m) const {
       return {m, spec.height, spec.width, spec.c_in, spec.kernel, spec.pad};
@@ -160,13 +172,25 @@ class Network {
   }
   void output_gradient_sampled(index_t m);
   void backward_pass(index_t m, bool sampled, bool weight_grads);
+  // Layer l's g (m samples) through its W (im2col's adjoint for a convolution), the previous
+  // layer's pooling and activation into that layer's g_prev.
+  struct PrevBuffers {
+    const T* z;
+    const std::uint8_t* which;
+    T* dy;
+    T* g;
+  };
+  void propagate(std::size_t l, index_t m, const T* g, T* d, T* dx, const PrevBuffers& prev);
   void allocate_sampled();
+  void allocate_cotangents(index_t pseudo_samples);
 
   Context ctx_;
   ModelSpec spec_;
   index_t max_batch_ = 0;
   std::uint64_t seed_ = 0;
   std::uint64_t sample_stream_ = 0;
+  index_t cotangent_capacity_ = 0;  // pseudo-samples the cotangent buffers hold
+  index_t cotangent_rows_ = 0;      // n2 R of the last backward_cotangents() (layer_views' q)
   std::vector<Layer> layers_;
   BackendArray<std::int32_t> labels_;
   BackendArray<T> sample_loss_, sample_correct_;

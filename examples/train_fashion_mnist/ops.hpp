@@ -107,10 +107,32 @@ void sigmoid_bce_sampled_grad(const Context& ctx, index_t m, index_t n, const T*
 template <class T>
 void accumulate_sum(const Context& ctx, const T* x, index_t n, double* acc);
 
+/// The symmetric factor C_i of the loss Hessian in the logits (H_i = C_i C_i^T) for samples
+/// i < n of z (n x R, contiguous): out ((n R) x R) row (i R + r) = (C_i e_r)^T, the cotangent
+/// that SMW-GN backpropagates for pseudo-sample (i, r).  Softmax cross-entropy:
+/// C_i = diag(sqrt p) - p sqrt(p)^T with p = softmax(z_i).
+template <class T>
+void softmax_hessian_sqrt(const Context& ctx, index_t n, index_t classes, const T* z, T* out);
+
+/// As softmax_hessian_sqrt for the sigmoid binary cross-entropy: C_i = diag(sqrt(s (1 - s)))
+/// with s = sigmoid(z_i) (the Hessian is diagonal).
+template <class T>
+void sigmoid_hessian_sqrt(const Context& ctx, index_t n, index_t outputs, const T* z, T* out);
+
+/// dst block (i copies + r) = src block i for i < n and r < copies, blocks of `count`
+/// contiguous elements: a sample's tensor repeated for each of its pseudo-samples.
+template <class T>
+void repeat_blocks(const Context& ctx, index_t n, index_t copies, index_t count, const T* src,
+                   T* dst);
+
 }  // namespace fmnist::ops
 
 // Explicit instantiations of every op for scalar T, in the namespace where it is expanded
 // (fmnist::ops in ops_host.cpp, fmnist::ops::cuda in ops_cuda.cu).
+// repeat_blocks also copies bytes (the max-pool arg-max indices).
+#define FMNIST_INSTANTIATE_REPEAT_BYTES                                                \
+  template void repeat_blocks<std::uint8_t>(const Context&, index_t, index_t, index_t, \
+                                            const std::uint8_t*, std::uint8_t*);
 #define FMNIST_INSTANTIATE_OPS(T)                                                                  \
   template void gather_batch<T>(const Context&, const std::uint8_t*, const std::uint8_t*, index_t, \
                                 const std::int32_t*, index_t, index_t, T*, index_t,                \
@@ -134,4 +156,7 @@ void accumulate_sum(const Context& ctx, const T* x, index_t n, double* acc);
                                T*);                                                                \
   template void sigmoid_bce_sampled_grad<T>(const Context&, index_t, index_t, const T*,            \
                                             std::uint64_t, std::uint64_t, T*);                     \
-  template void accumulate_sum<T>(const Context&, const T*, index_t, double*);
+  template void accumulate_sum<T>(const Context&, const T*, index_t, double*);                     \
+  template void softmax_hessian_sqrt<T>(const Context&, index_t, index_t, const T*, T*);           \
+  template void sigmoid_hessian_sqrt<T>(const Context&, index_t, index_t, const T*, T*);           \
+  template void repeat_blocks<T>(const Context&, index_t, index_t, index_t, const T*, T*);

@@ -227,6 +227,37 @@ __global__ void accumulate_sum_kernel(const T* x, index_t n, double* acc) {
   if (threadIdx.x == 0) acc[0] += sum;
 }
 
+template <class T>
+__global__ void softmax_hessian_sqrt_kernel(index_t n, index_t classes, const T* z, T* out) {
+  FMNIST_GRID_STRIDE(row, n * classes) {  // one thread per row (i, r): R is small (10)
+    const index_t i = row / classes, r = row % classes;
+    math::softmax_hessian_sqrt_row(z + i * classes, int(classes), int(r), out + row * classes);
+  }
+}
+
+template <class T>
+__global__ void sigmoid_hessian_sqrt_kernel(index_t n, index_t outputs, const T* z, T* out) {
+  FMNIST_GRID_STRIDE(e, n * outputs * outputs) {
+    const index_t row = e / outputs, c = e % outputs;
+    const index_t i = row / outputs, r = row % outputs;
+    T v = T(0);
+    if (c == r) {
+      const T s = math::sigmoid(z[i * outputs + r]);
+      v = std::sqrt(s * (T(1) - s));
+    }
+    out[e] = v;
+  }
+}
+
+template <class T>
+__global__ void repeat_blocks_kernel(index_t n, index_t copies, index_t count, const T* src,
+                                     T* dst) {
+  FMNIST_GRID_STRIDE(e, n * copies * count) {
+    const index_t block = e / count, f = e % count;
+    dst[e] = src[(block / copies) * count + f];
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -336,7 +367,30 @@ void accumulate_sum(const Context& ctx, const T* x, index_t n, double* acc) {
   check_launch("accumulate_sum");
 }
 
+template <class T>
+void softmax_hessian_sqrt(const Context& ctx, index_t n, index_t classes, const T* z, T* out) {
+  softmax_hessian_sqrt_kernel<T>
+      <<<blocks_for(n * classes), kThreads, 0, stream_of(ctx)>>>(n, classes, z, out);
+  check_launch("softmax_hessian_sqrt");
+}
+
+template <class T>
+void sigmoid_hessian_sqrt(const Context& ctx, index_t n, index_t outputs, const T* z, T* out) {
+  sigmoid_hessian_sqrt_kernel<T>
+      <<<blocks_for(n * outputs * outputs), kThreads, 0, stream_of(ctx)>>>(n, outputs, z, out);
+  check_launch("sigmoid_hessian_sqrt");
+}
+
+template <class T>
+void repeat_blocks(const Context& ctx, index_t n, index_t copies, index_t count, const T* src,
+                   T* dst) {
+  repeat_blocks_kernel<T>
+      <<<blocks_for(n * copies * count), kThreads, 0, stream_of(ctx)>>>(n, copies, count, src, dst);
+  check_launch("repeat_blocks");
+}
+
 FMNIST_INSTANTIATE_OPS(float)
 FMNIST_INSTANTIATE_OPS(double)
+FMNIST_INSTANTIATE_REPEAT_BYTES
 
 }  // namespace fmnist::ops::cuda

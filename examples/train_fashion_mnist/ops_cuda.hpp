@@ -46,5 +46,12 @@ void sigmoid_bce_sampled_grad(const Context& ctx, index_t m, index_t n, const T*
                               std::uint64_t seed, std::uint64_t stream, T* grad);
 template <class T>
 void accumulate_sum(const Context& ctx, const T* x, index_t n, double* acc);
+template <class T>
+void softmax_hessian_sqrt(const Context& ctx, index_t n, index_t classes, const T* z, T* out);
+template <class T>
+void sigmoid_hessian_sqrt(const Context& ctx, index_t n, index_t outputs, const T* z, T* out);
+template <class T>
+void repeat_blocks(const Context& ctx, index_t n, index_t copies, index_t count, const T* src,
+                   T* dst);
 
 }  // namespace fmnist::ops::cuda

@@ -300,7 +300,41 @@ void accumulate_sum(const Context& ctx, const T* x, index_t n, double* acc) {
   acc[0] += sum;
 }
 
+template <class T>
+void softmax_hessian_sqrt(const Context& ctx, index_t n, index_t classes, const T* z, T* out) {
+  FMNIST_ON_CUDA(ctx, softmax_hessian_sqrt<T>(ctx, n, classes, z, out));
+  host_ready(ctx);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < classes; ++r)
+      math::softmax_hessian_sqrt_row(z + i * classes, int(classes), int(r),
+                                     out + (i * classes + r) * classes);
+}
+
+template <class T>
+void sigmoid_hessian_sqrt(const Context& ctx, index_t n, index_t outputs, const T* z, T* out) {
+  FMNIST_ON_CUDA(ctx, sigmoid_hessian_sqrt<T>(ctx, n, outputs, z, out));
+  host_ready(ctx);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < outputs; ++r) {
+      T* row = out + (i * outputs + r) * outputs;
+      std::fill(row, row + outputs, T(0));
+      const T s = math::sigmoid(z[i * outputs + r]);
+      row[r] = std::sqrt(s * (T(1) - s));
+    }
+}
+
+template <class T>
+void repeat_blocks(const Context& ctx, index_t n, index_t copies, index_t count, const T* src,
+                   T* dst) {
+  FMNIST_ON_CUDA(ctx, repeat_blocks<T>(ctx, n, copies, count, src, dst));
+  host_ready(ctx);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < copies; ++r)
+      std::copy(src + i * count, src + (i + 1) * count, dst + (i * copies + r) * count);
+}
+
 FMNIST_INSTANTIATE_OPS(float)
 FMNIST_INSTANTIATE_OPS(double)
+FMNIST_INSTANTIATE_REPEAT_BYTES
 
 }  // namespace fmnist::ops

@@ -116,6 +116,20 @@ CURVKIT_HD_INLINE void softmax_sampled_row(const T* z, int classes, double u, T*
     grad[c] = T(std::exp(double(z[c] - zmax)) / sum) - (c == y ? T(1) : T(0));
 }
 
+/// Row r of the softmax cross-entropy Hessian's symmetric factor at logits z: (C e_r)^T with
+/// C = diag(sqrt p) - p sqrt(p)^T, i.e. out[c] = sqrt(p_r) (delta_rc - p_c).  C C^T =
+/// diag(p) - p p^T because the p sum to 1 (docs/optimizer-spec-2.md §4.1).
+template <class T>
+CURVKIT_HD_INLINE void softmax_hessian_sqrt_row(const T* z, int classes, int r, T* out) {
+  T zmax = z[0];
+  for (int c = 1; c < classes; ++c) zmax = z[c] > zmax ? z[c] : zmax;
+  double sum = 0;
+  for (int c = 0; c < classes; ++c) sum += std::exp(double(z[c] - zmax));
+  const double root = std::sqrt(std::exp(double(z[r] - zmax)) / sum);
+  for (int c = 0; c < classes; ++c)
+    out[c] = T(root * ((c == r ? 1.0 : 0.0) - std::exp(double(z[c] - zmax)) / sum));
+}
+
 /// Binary cross-entropy of a sigmoid output with logit z against a target x in [0, 1]:
 /// softplus(z) - x z, and its derivative sigmoid(z) - x.
 template <class T>

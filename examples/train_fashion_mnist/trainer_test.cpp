@@ -4,6 +4,8 @@
 //   Gradient*  dW and db of tiny networks (linear, convolution with and without pooling, ReLU,
 //              sigmoid, softmax cross-entropy and sigmoid BCE, a layer without bias) against
 //              central finite differences of the mean loss, in double, on every backend;
+//   Cotangent* SMW-GN's backprops of the loss Hessian's factor (C C^T = H; each layer's q against
+//              finite differences of the logits), in double, on every backend;
 //   Layout*    what the optimizer layer is handed: a with its column of ones and im2col columns
 //              (c_in, ky, kx), g such that [dW | db] = (1/m) g^T a, and sampled-label gradients
 //              that are those of labels drawn from the model's distribution.
@@ -479,6 +481,122 @@ TEST(LayoutTest, SampledLabelGradients) {
     check_sampled(ctx, tiny_cnn());
     check_sampled(ctx, tiny_autoencoder());
   }
+}
+
+// ---- SMW-GN's cotangent backprops ------------------------------------------------------------
+
+// The loss Hessian in the logits of sample i, from its logits (test formulas, not the ops').
+std::vector<double> loss_hessian(const ModelSpec& spec, const double* z) {
+  const index_t n = num_classes(spec);
+  std::vector<double> h(std::size_t(n * n), 0.0);
+  std::vector<double> p(static_cast<std::size_t>(n));
+  if (spec.loss == fmnist::LossKind::softmax_xent) {
+    double sum = 0;
+    for (index_t c = 0; c < n; ++c) sum += std::exp(z[c]);
+    for (index_t c = 0; c < n; ++c) p[c] = std::exp(z[c]) / sum;
+    for (index_t c = 0; c < n; ++c)
+      for (index_t d = 0; d < n; ++d) h[c * n + d] = (c == d ? p[c] : 0.0) - p[c] * p[d];
+  } else {
+    for (index_t c = 0; c < n; ++c) {
+      const double s = 1 / (1 + std::exp(-z[c]));
+      h[c * n + c] = s * (1 - s);
+    }
+  }
+  return h;
+}
+
+// backward_cotangents(m, n2): the top layer's q rows (i R + r) are cotangents c_{i,r} with
+// sum_r c_{i,r} c_{i,r}^T = H_i, and every layer's q is their backprop: the pseudo-sample's
+// weight gradient sum_t q_{(i,r),t} a_{i,t}^T equals the finite difference of c_{i,r}^T z_L(x_i)
+// in every weight and bias (c held at the base point).
+void check_cotangents(const Context& ctx, const ModelSpec& spec) {
+  Fixture<double> f(ctx, spec, 3, 21);
+  const index_t n2 = 2, R = num_classes(spec), top = index_t(spec.layers.size()) - 1;
+  f.gradients();
+  f.net.backward_cotangents(f.m, n2);
+  curvkit::optim::Needs needs;
+  needs.a = true;
+  needs.cotangents = n2;
+  const auto views = f.net.layer_views(f.m, needs);
+  const std::vector<double> z0 = f.net.logits().to_host();
+
+  const auto c = to_host(ctx, views[top].q);  // (n2 R) x R: row (i R + r) = c_{i,r}
+  ASSERT_EQ(views[top].q.rows, n2 * R);
+  for (index_t i = 0; i < n2; ++i) {
+    const std::vector<double> h = loss_hessian(spec, z0.data() + i * R);
+    for (index_t a = 0; a < R; ++a)
+      for (index_t b = 0; b < R; ++b) {
+        double cc = 0;
+        for (index_t r = 0; r < R; ++r) cc += c[(i * R + r) * R + a] * c[(i * R + r) * R + b];
+        EXPECT_NEAR(cc, h[a * R + b], 1e-14) << "C C^T = H, sample " << i;
+      }
+  }
+
+  // Every layer's q and a before any finite difference (each forward rewrites the a's).
+  std::vector<std::vector<double>> qs, as;
+  for (const auto& v : views) {
+    qs.push_back(to_host(ctx, v.q));
+    as.push_back(to_host(ctx, v.a));
+  }
+  for (std::size_t l = 0; l < views.size(); ++l) {
+    const auto& v = views[l];
+    const index_t d_out = v.w.rows, d_in = v.w.cols, S = v.a.rows / f.m;
+    ASSERT_EQ(v.q.rows, n2 * R * S) << "layer " << l;
+    ASSERT_EQ(v.q.cols, d_out);
+    const std::vector<double>& q = qs[l];
+    const std::vector<double>& a = as[l];
+    for (bool is_bias : {false, true}) {
+      auto& param = is_bias ? f.net.bias(l) : f.net.weights(l);
+      if (param.size() == 0) continue;
+      std::vector<double> p = param.to_host();
+      double largest = 0;
+      for (std::size_t e = 0; e < p.size(); ++e) {
+        const index_t o = is_bias ? index_t(e) : index_t(e) / d_in;
+        const index_t j = is_bias ? d_in : index_t(e) % d_in;  // a's ones column for the bias
+        const double h = 1e-5, saved = p[e];
+        std::vector<double> z[2];
+        for (int side = 0; side < 2; ++side) {
+          p[e] = saved + (side == 0 ? h : -h);
+          upload(ctx, param, p);
+          f.net.forward(f.m);
+          z[side] = f.net.logits().to_host();
+        }
+        p[e] = saved;
+        upload(ctx, param, p);
+        for (index_t i = 0; i < n2; ++i)
+          for (index_t r = 0; r < R; ++r) {
+            double fd = 0, got = 0;
+            for (index_t k = 0; k < R; ++k)
+              fd += c[(i * R + r) * R + k] * (z[0][i * R + k] - z[1][i * R + k]) / (2 * h);
+            for (index_t t = 0; t < S; ++t)
+              got += q[((i * R + r) * S + t) * d_out + o] * a[(i * S + t) * v.a.cols + j];
+            largest = std::max(largest, std::abs(got));
+            EXPECT_NEAR(got, fd, 1e-8 + 1e-6 * std::abs(fd))
+                << spec.name << " layer " << l << (is_bias ? " bias " : " weight ") << e
+                << " pseudo-sample (" << i << ", " << r << ")";
+          }
+      }
+      EXPECT_GT(largest, 1e-4) << spec.name << " layer " << l << ": nothing to check";
+    }
+  }
+}
+
+TEST(CotangentTest, BackpropsOfTheLossHessianFactor) {
+  for (const Context& ctx : backends()) {
+    SCOPED_TRACE(backend_name(ctx));
+    check_cotangents(ctx, tiny_cnn());
+    check_cotangents(ctx, tiny_autoencoder());
+  }
+}
+
+TEST(CotangentTest, RejectsMoreSamplesThanTheBatch) {
+  Fixture<double> f(Context::reference(), tiny_autoencoder(), 3, 2);
+  f.gradients();
+  EXPECT_THROW(f.net.backward_cotangents(f.m, 4), std::invalid_argument);
+  EXPECT_THROW(f.net.backward_cotangents(f.m, 0), std::invalid_argument);
+  curvkit::optim::Needs needs;
+  needs.cotangents = 2;  // asked for before any backward_cotangents(m, 2)
+  EXPECT_THROW(f.net.layer_views(f.m, needs), std::logic_error);
 }
 
 // ---- the training step's second pass -------------------------------------------------------

@@ -294,27 +294,32 @@ __global__ void __launch_bounds__(TR* TC* TEAMS) tile_chain_kernel(const ChainJo
         if (tc == 0)
 #pragma unroll
           for (int r = 0; r < R; ++r) part[0] += x[tr + r * TR] * p[r];
-        if constexpr (op == Chain::bfgs)
+        // Braces: without them nvcc (13.0) drops the pragma'd loop below along with a
+        // discarded if-constexpr branch (seen on an H100, 2026-11-23: no reduction for rank1).
+        if constexpr (op == Chain::bfgs) {
           for (int e = t; e < NP; e += TT) {
             part[1] += sj[e] * x[e];
             part[2] += sj[e] * sj[e];
             part[3] += x[e] * x[e];
           }
+        }
 #pragma unroll
         for (int q = 0; q < NV; ++q) part[q] = warp_sum(part[q]);
         if (tc == 0)
 #pragma unroll
           for (int r = 0; r < R; ++r) sw[buf * NP + tr + r * TR] = p[r];
-        if constexpr (NW > 1)
+        if constexpr (NW > 1) {
           if (lane == 0)
             for (int q = 0; q < NV; ++q) red[(buf * 4 + q) * NW + warp] = part[q];
+        }
         sync();
-        if constexpr (NW > 1)
+        if constexpr (NW > 1) {
           for (int q = 0; q < NV; ++q) {
             T a = T(0);
             for (int w = 0; w < NW; ++w) a += red[(buf * 4 + q) * NW + w];
             part[q] = a;
           }
+        }
         const T* w = sw + buf * NP;
         if constexpr (op == Chain::rank1) {
           const T qv = job.cp * scale * part[0];
@@ -860,7 +865,12 @@ __global__ void __launch_bounds__(kThreads) damping_kernel(const DampJob<T> job)
       T d3[2] = {};
       for (index_t c = tid; c < n; c += nt) d3[0] += vs[c] * vy[c], d3[1] += vy[c] * hy[c];
       block_sum(d3, 2, red);
-      flag = d3[0] < mu1 * d3[1] ? 1 : 0;
+      // device::bfgs_damping's test: Powell damping meets the bound with equality, so rounding
+      // must not flip it (8 n eps of slack).
+      const T bound = mu1 * d3[1];
+      flag = d3[0] < bound - T(8) * T(n) * device::epsilon<T>() * (bound < T(0) ? -bound : bound)
+                 ? 1
+                 : 0;
     }
     for (index_t c = tid; c < n; c += nt) {
       s[c] = ok ? vs[c] : nan_v<T>();

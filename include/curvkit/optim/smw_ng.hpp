@@ -39,18 +39,23 @@
 namespace curvkit::optim {
 
 struct SmwNgOptions {
-  double lr = 0.1;                ///< alpha (thesis §5.8: the initial lr; lambda adapts)
-  double damping = 1.0;           ///< lambda_LM at step 0
-  double weight_decay = 0;        ///< gamma, decoupled (Algorithm 23 has none)
-  index_t curvature_samples = 0;  ///< N2 <= m; 0 selects m / 2 (the thesis's ratio), at least 1
-  bool block_diagonal = false;    ///< SMW-NG-BD
-  bool gauss_newton = false;      ///< SMW-GN (with block_diagonal: its per-layer blocks)
-  double boost = 1.01;            ///< LM rule (Kiros, thesis §5.2.3)
+  double lr = 0.1;          ///< alpha (thesis §5.8: the initial lr; lambda adapts)
+  double damping = 1.0;     ///< lambda_LM at step 0
+  double weight_decay = 0;  ///< gamma, decoupled (Algorithm 23 has none)
+  /// N2 <= m; 0 selects m / 2 (the thesis's ratio), at least 1, and for SMW-GN at most
+  /// gauss_newton_budget / R (R: the output layer's rows), so that the (N2 R)^2 system stays small
+  index_t curvature_samples = 0;
+  index_t gauss_newton_budget = 640;  ///< N2 R cap of that default (the CNN's 64 x 10)
+  bool block_diagonal = false;        ///< SMW-NG-BD
+  bool gauss_newton = false;          ///< SMW-GN (with block_diagonal: its per-layer blocks)
+  double boost = 1.01;                ///< LM rule (Kiros, thesis §5.2.3)
   double drop = 0.99;
   double epsilon = 0.25;
   double floor = 1e-3;  ///< tau: lambda = lambda_LM + tau
 
   /// The thesis has no autoencoder or CNN setting: lr 0.1, N2 = m / 2, no weight decay.
+  /// SMW-GN's N2 defaults to 64 for 10 classes and to 1 for the autoencoder's 784 outputs (the
+  /// thesis: "choose a relatively small N2", §5.7.1; docs/optimizer-spec-2.md §4.2).
   static SmwNgOptions autoencoder() { return {}; }
   static SmwNgOptions cnn() { return {}; }
 };
