@@ -16,6 +16,7 @@
 //                                        sample).  For the CNN this leaves out im2col / col2im,
 //                                        pooling and activations, so it is a lower bound of the
 //                                        trainer's forward + backward time.
+// <backend>: kokkos (its default execution space), and cuda where compiled and a GPU is present.
 // Inputs are fixed random tensors; the trainer's statistics (a with its ones column, g,
 // g_sampled, sampled gradients) are given on every step so each optimizer takes what needs()
 // asks for.
