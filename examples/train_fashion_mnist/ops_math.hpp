@@ -94,13 +94,22 @@ CURVKIT_HD_INLINE void softmax_xent_row(const T* z, int classes, int label, T* g
       grad[c] = T(std::exp(double(z[c]) - lse)) - (c == label ? T(1) : T(0));
 }
 
+/// The softmax of one row of logits as p_c = exp(z_c - zmax) / sum: returns sum, sets *zmax.
+template <class T>
+CURVKIT_HD_INLINE double softmax_shift(const T* z, int classes, T* zmax) {
+  T m = z[0];
+  for (int c = 1; c < classes; ++c) m = z[c] > m ? z[c] : m;
+  double sum = 0;
+  for (int c = 0; c < classes; ++c) sum += std::exp(double(z[c] - m));
+  *zmax = m;
+  return sum;
+}
+
 /// The gradient p - e_y of one row with y drawn from the row's softmax p by the uniform u.
 template <class T>
 CURVKIT_HD_INLINE void softmax_sampled_row(const T* z, int classes, double u, T* grad) {
-  T zmax = z[0];
-  for (int c = 1; c < classes; ++c) zmax = z[c] > zmax ? z[c] : zmax;
-  double sum = 0;
-  for (int c = 0; c < classes; ++c) sum += std::exp(double(z[c] - zmax));
+  T zmax;
+  const double sum = softmax_shift(z, classes, &zmax);
   // Inverse-CDF sampling; the last class takes what rounding leaves over.
   const double target = u * sum;
   double cumulative = 0;
@@ -121,10 +130,8 @@ CURVKIT_HD_INLINE void softmax_sampled_row(const T* z, int classes, double u, T*
 /// diag(p) - p p^T because the p sum to 1 (docs/optimizer-spec-2.md §4.1).
 template <class T>
 CURVKIT_HD_INLINE void softmax_hessian_sqrt_row(const T* z, int classes, int r, T* out) {
-  T zmax = z[0];
-  for (int c = 1; c < classes; ++c) zmax = z[c] > zmax ? z[c] : zmax;
-  double sum = 0;
-  for (int c = 0; c < classes; ++c) sum += std::exp(double(z[c] - zmax));
+  T zmax;
+  const double sum = softmax_shift(z, classes, &zmax);
   const double root = std::sqrt(std::exp(double(z[r] - zmax)) / sum);
   for (int c = 0; c < classes; ++c)
     out[c] = T(root * ((c == r ? 1.0 : 0.0) - std::exp(double(z[c] - zmax)) / sum));

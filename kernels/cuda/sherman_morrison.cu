@@ -865,12 +865,7 @@ __global__ void __launch_bounds__(kThreads) damping_kernel(const DampJob<T> job)
       T d3[2] = {};
       for (index_t c = tid; c < n; c += nt) d3[0] += vs[c] * vy[c], d3[1] += vy[c] * hy[c];
       block_sum(d3, 2, red);
-      // device::bfgs_damping's test: Powell damping meets the bound with equality, so rounding
-      // must not flip it (8 n eps of slack).
-      const T bound = mu1 * d3[1];
-      flag = d3[0] < bound - T(8) * T(n) * device::epsilon<T>() * (bound < T(0) ? -bound : bound)
-                 ? 1
-                 : 0;
+      flag = device::below_curvature_bound(d3[0], d3[1], mu1, n) ? 1 : 0;
     }
     for (index_t c = tid; c < n; c += nt) {
       s[c] = ok ? vs[c] : nan_v<T>();

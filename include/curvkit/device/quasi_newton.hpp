@@ -65,6 +65,14 @@ enum class Damping : int {
   powell_lm_hy = 3
 };
 
+/// Algorithm 5's skip test of a damped pair: s^T y < mu1 y^T H y.  Powell damping can meet the
+/// bound with equality, so 8 n eps of it is left to rounding (every backend uses this test).
+template <class T>
+CURVKIT_HD_INLINE bool below_curvature_bound(T sy, T yhy, T mu1, index_t n) {
+  const T bound = mu1 * yhy;
+  return sy < bound - T(8) * T(n) * epsilon<T>() * (bound < T(0) ? -bound : bound);
+}
+
 /// Damps one pair in place (s -> s~, y -> y~); h is not read for powell_identity_lm unless
 /// skip_test, and is the vector H y (n entries) for powell_lm_hy (no skip_test).  Writes theta1,
 /// theta2 and the skip flag.  Scratch: n elements.  Returns 0, or -1 when a NaN/Inf appears (then
@@ -98,9 +106,7 @@ CURVKIT_HD int bfgs_damping(index_t n, const T* h, index_t ldh, T* s, T* y, Damp
   int flag = 0;
   if (ok && skip_test) {
     symv_lower(n, h, ldh, y, hy);
-    const T bound =
-        mu1 * dot(y, hy, n);  // Powell damping can meet it with equality: allow rounding
-    flag = dot(s, y, n) < bound - T(8) * T(n) * epsilon<T>() * (bound < T(0) ? -bound : bound);
+    flag = below_curvature_bound(dot(s, y, n), dot(y, hy, n), mu1, n) ? 1 : 0;
   }
   if (!ok) {
     for (index_t i = 0; i < n; ++i) s[i] = y[i] = quiet_nan<T>();
