@@ -112,6 +112,12 @@ void add(const std::string& name, F f) {
   benchmark::RegisterBenchmark(name.c_str(), f)->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+/// Registers a GPU case, which times itself (SetIterationTime from CUDA events).
+template <class F>
+void add_gpu(const std::string& name, F f) {
+  benchmark::RegisterBenchmark(name.c_str(), f)->Unit(benchmark::kMillisecond)->UseManualTime();
+}
+
 /// Gaussian entries times `scale`, reproducible from `seed`.
 template <class T>
 void fill_gaussian(HostBuffer<T>& b, double scale, std::uint64_t seed) {
@@ -282,6 +288,10 @@ class DeviceBuffer {
   }
   ~DeviceBuffer() {
     if (data_ != nullptr) cudaFree(data_);
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : data_(o.data_), count_(o.count_), ok_(o.ok_) {
+    o.data_ = nullptr;
+    o.count_ = 0;
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;

@@ -24,8 +24,18 @@
 //                   bytes (2 p d + 2 d r) s
 // Every case checks its output after the timed loop (info == 0 and a sampled residual),
 // so a broken kernel cannot post a time.  One CPU thread throughout (Serial Kokkos, OpenBLAS
-// forced to one thread).  CUDA cases are not in this binary yet (no GPU in the session that
-// wrote it; docs/performance.md).
+// forced to one thread).
+//
+// GPU cases (CUDA builds; one stream, event timing, L2 flushed, inputs restored untimed):
+//   rank1_update/cuda/...                          curvkit's chain on the device
+//   rank1_recompute/cublas/...                     what a GPU user writes instead:
+//       cublas ?gemmStridedBatched (G += U^T U, full) + ?getrfBatched + ?getriBatched
+//       (cuBLAS has no batched syrk, potri or Cholesky inverse); flops as rank1_recompute
+//       (syrk half + potri), bytes as rank1_recompute
+//   woodbury_solve/cuda/...                        curvkit, batch 1
+//   woodbury_dense/cusolver/...                    cublas ?syrk + cusolverDn ?potrf + ?potrs
+//   lbfgs_apply/cuda, lbfgs_apply_cached/cuda, lbfgs_two_loop/cuda   curvkit (no anchor: the
+//       counters compare them with the device's bandwidth, roofline/cuda_copy)
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -33,6 +43,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_gpu.hpp"
 #include "curvkit/quasi_newton.hpp"
 #include "curvkit/sherman_morrison.hpp"
 #include "curvkit/spd.hpp"
@@ -292,56 +303,323 @@ void bm_woodbury_dense(benchmark::State& st, index_t n, index_t k) {
 
 enum class LbfgsKind { compact, cached, two_loop };
 
+// Pairs y = s + 0.5 * noise (curvature ~1, s^T y > 0), their S^T Y and Y^T Y, and x0.
+template <class T>
+struct LbfgsData {
+  index_t d, p, nrhs;
+  HostBuffer<T> s, y, x, x0, sty, yty;
+  LbfgsData(index_t d_, index_t p_, index_t nrhs_)
+      : d(d_),
+        p(p_),
+        nrhs(nrhs_),
+        s(p * d),
+        y(p * d),
+        x(d * nrhs),
+        x0(d * nrhs),
+        sty(p * p),
+        yty(p * p) {
+    fill_gaussian(s, 1.0, 21);
+    fill_gaussian(y, 0.5, 22);
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] += s[i];
+    fill_gaussian(x0, 1.0, 23);
+    for (index_t i = 0; i < p; ++i)
+      for (index_t j = 0; j < p; ++j) {
+        double a = 0, c = 0;
+        for (index_t q = 0; q < d; ++q) {
+          a += double(s[i * d + q]) * y[j * d + q];
+          c += double(y[i * d + q]) * y[j * d + q];
+        }
+        sty[i * p + j] = T(a);
+        yty[i * p + j] = T(c);
+      }
+  }
+  // The op on views of s, y, x (host or device memory, as ctx's backend wants).
+  Status apply(const Context& ctx, LbfgsKind kind, const T* sp, const T* yp, T* xp, const T* styp,
+               const T* ytyp, int* info) const {
+    const auto sv = make_batch<const T>(sp, 1, p, d);
+    const auto yv = make_batch<const T>(yp, 1, p, d);
+    const auto xv = make_batch(xp, 1, d, nrhs);
+    LbfgsOptions o;
+    o.gamma = 0;
+    if (kind == LbfgsKind::two_loop) return lbfgs_two_loop(ctx, sv, yv, xv, info, o);
+    if (kind == LbfgsKind::compact) return lbfgs_apply(ctx, sv, yv, xv, info, o);
+    return lbfgs_apply(ctx, sv, yv, xv, info, o, make_batch<const T>(styp, 1, p, p),
+                       make_batch<const T>(ytyp, 1, p, p));
+  }
+  // The result is finite and H_p is positive definite on x0: x0^T (H x0) > 0; sets counters.
+  void check_and_count(benchmark::State& st, LbfgsKind kind, int info) const {
+    double xhx = 0;
+    for (index_t i = 0; i < d * nrhs; ++i) xhx += double(x0[i]) * x[i];
+    if (info != 0 || !(xhx > 0) || !std::isfinite(xhx)) {
+      st.SkipWithError("lbfgs check failed");
+      return;
+    }
+    const double dd = double(d), pp = double(p), r = double(nrhs), sz = sizeof(T);
+    const double flops =
+        kind == LbfgsKind::two_loop
+            ? 4 * pp * dd * r
+            : 8 * pp * dd * r + (kind == LbfgsKind::compact ? 2 * pp * pp * dd : 0);
+    set_rate_counters(st, flops, (2 * pp * dd + 2 * dd * r) * sz);
+  }
+};
+
 template <class T>
 void bm_lbfgs(benchmark::State& st, LbfgsKind kind, index_t d, index_t p, index_t nrhs) {
-  // Pairs y = s + 0.5 * noise: curvature ~1, s^T y > 0.
-  HostBuffer<T> s(p * d), y(p * d), x(d * nrhs), x0(d * nrhs), sty(p * p), yty(p * p);
-  fill_gaussian(s, 1.0, 21);
-  fill_gaussian(y, 0.5, 22);
-  for (std::size_t i = 0; i < y.size(); ++i) y[i] += s[i];
-  fill_gaussian(x0, 1.0, 23);
-  for (index_t i = 0; i < p; ++i)
-    for (index_t j = 0; j < p; ++j) {
-      double a = 0, c = 0;
-      for (index_t q = 0; q < d; ++q) {
-        a += double(s[i * d + q]) * y[j * d + q];
-        c += double(y[i * d + q]) * y[j * d + q];
-      }
-      sty[i * p + j] = T(a);
-      yty[i * p + j] = T(c);
-    }
+  LbfgsData<T> data(d, p, nrhs);
   int info = -1;
   const Context ctx = Context::kokkos();
-  const auto sv = make_batch<const T>(s.data(), 1, p, d);
-  const auto yv = make_batch<const T>(y.data(), 1, p, d);
-  const auto xv = make_batch(x.data(), 1, d, nrhs);
-  LbfgsOptions o;
-  o.gamma = 0;
   timed_loop(
-      st, [&] { x.copy_from(x0); },
+      st, [&] { data.x.copy_from(data.x0); },
       [&] {
-        if (kind == LbfgsKind::two_loop)
-          (void)lbfgs_two_loop(ctx, sv, yv, xv, &info, o);
-        else if (kind == LbfgsKind::compact)
-          (void)lbfgs_apply(ctx, sv, yv, xv, &info, o);
-        else
-          (void)lbfgs_apply(ctx, sv, yv, xv, &info, o, make_batch<const T>(sty.data(), 1, p, p),
-                            make_batch<const T>(yty.data(), 1, p, p));
+        (void)data.apply(ctx, kind, data.s.data(), data.y.data(), data.x.data(), data.sty.data(),
+                         data.yty.data(), &info);
         (void)synchronize(ctx);
       });
-  // Check: the result is finite and H_p is positive definite on x0: x0^T (H x0) > 0.
-  double xhx = 0;
-  for (index_t i = 0; i < d * nrhs; ++i) xhx += double(x0[i]) * x[i];
-  if (info != 0 || !(xhx > 0) || !std::isfinite(xhx)) {
-    st.SkipWithError("lbfgs check failed");
+  data.check_and_count(st, kind, info);
+}
+
+// ---- GPU cases ----------------------------------------------------------------------------------
+#if CURVKIT_HAVE_CUDA
+
+// Device copies of a host buffer; ok() after construction.
+template <class T>
+bool to_device(Gpu& gpu, DeviceBuffer<T>& dev, const HostBuffer<T>& host) {
+  return (dev.ok() || gpu.fail("cudaMalloc", "out of device memory")) &&
+         gpu.upload(dev.data(), host.data(), host.size());
+}
+
+// Device array of pointers base + i * stride, i < count (the cuBLAS batched calls' argument).
+template <class T>
+bool pointer_array(Gpu& gpu, DeviceBuffer<T*>& dev, T* base, index_t stride, index_t count) {
+  std::vector<T*> p(count);
+  for (index_t i = 0; i < count; ++i) p[i] = base + i * stride;
+  return (dev.ok() || gpu.fail("cudaMalloc", "out of device memory")) &&
+         gpu.upload(dev.data(), p.data(), p.size());
+}
+
+template <class T>
+void bm_rank1_update_cuda(benchmark::State& st, index_t n, index_t k) {
+  Gpu gpu;
+  Rank1Data<T> d(n, k, rank1_batch(n, sizeof(T)));
+  DeviceBuffer<T> h(d.h.size()), h0(d.h.size()), u(d.u.size());
+  DeviceBuffer<int> info(d.batch);
+  std::vector<int> hinfo(d.batch);
+  const bool ready =
+      gpu.ready() && to_device(gpu, h0, d.pristine_h) && to_device(gpu, u, d.u) &&
+      (h.ok() && info.ok()) &&
+      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
+  if (!ready) {
+    st.SkipWithError(gpu.error());
     return;
   }
-  const double dd = double(d), pp = double(p), r = double(nrhs), sz = sizeof(T);
-  const double flops = kind == LbfgsKind::two_loop
-                           ? 4 * pp * dd * r
-                           : 8 * pp * dd * r + (kind == LbfgsKind::compact ? 2 * pp * pp * dd : 0);
-  set_rate_counters(st, flops, (2 * pp * dd + 2 * dd * r) * sz);
+  const Context ctx = Context::cuda(gpu.stream());
+  const bool ran = device_loop(
+      st, gpu,
+      [&] {
+        cudaMemcpyAsync(h.data(), h0.data(), h.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
+      },
+      [&] {
+        return gpu.time([&] {
+          return gpu.ok(rank1_update(ctx, make_batch(h.data(), d.batch, n, n),
+                                     make_batch<const T>(u.data(), d.batch, k, n), info.data()),
+                        "rank1_update");
+        });
+      });
+  if (ran && gpu.download(d.h.data(), h.data(), d.h.size()) &&
+      gpu.download(hinfo.data(), info.data(), hinfo.size()) && check_rank1(st, d, hinfo))
+    rank1_counters(st, d, false);
+  else if (ran)
+    st.SkipWithError(gpu.error());
 }
+
+template <class T>
+void bm_rank1_recompute_cublas(benchmark::State& st, index_t n, index_t k) {
+  Gpu gpu;
+  Rank1Data<T> d(n, k, rank1_batch(n, sizeof(T)));
+  const index_t nn = n * n;
+  DeviceBuffer<T> g(d.g.size()), g0(d.g.size()), h(d.h.size()), u(d.u.size());
+  DeviceBuffer<int> info(d.batch), pivots(d.batch * n);
+  DeviceBuffer<T*> gp(d.batch), hp(d.batch);
+  std::vector<int> hinfo(d.batch);
+  const bool ready =
+      gpu.ready() && to_device(gpu, g0, d.pristine_g) && to_device(gpu, u, d.u) &&
+      (g.ok() && h.ok() && info.ok() && pivots.ok()) &&
+      pointer_array(gpu, gp, g.data(), nn, d.batch) &&
+      pointer_array(gpu, hp, h.data(), nn, d.batch) &&
+      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
+  if (!ready) {
+    st.SkipWithError(gpu.error());
+    return;
+  }
+  const int in = int(n), ik = int(k), ib = int(d.batch);
+  const T one = 1;
+  // u_b is k x n row-major = n x k column-major (ld n): G_b += u_b u_b^T, column-major, full.
+  auto call = [&] {
+    cublasStatus_t s;
+    if constexpr (std::is_same_v<T, float>) {
+      s = cublasSgemmStridedBatched(gpu.blas(), CUBLAS_OP_N, CUBLAS_OP_T, in, in, ik, &one,
+                                    u.data(), in, k * n, u.data(), in, k * n, &one, g.data(), in,
+                                    nn, ib);
+      if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasSgetrfBatched(gpu.blas(), in, gp.data(), in, pivots.data(), info.data(), ib);
+      if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasSgetriBatched(gpu.blas(), in, gp.data(), in, pivots.data(), hp.data(), in,
+                                info.data(), ib);
+    } else {
+      s = cublasDgemmStridedBatched(gpu.blas(), CUBLAS_OP_N, CUBLAS_OP_T, in, in, ik, &one,
+                                    u.data(), in, k * n, u.data(), in, k * n, &one, g.data(), in,
+                                    nn, ib);
+      if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasDgetrfBatched(gpu.blas(), in, gp.data(), in, pivots.data(), info.data(), ib);
+      if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasDgetriBatched(gpu.blas(), in, gp.data(), in, pivots.data(), hp.data(), in,
+                                info.data(), ib);
+    }
+    return gpu.ok(s, "gemm / getrf / getri");
+  };
+  const bool ran = device_loop(
+      st, gpu,
+      [&] {
+        cudaMemcpyAsync(g.data(), g0.data(), g.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
+      },
+      [&] { return gpu.time(call); });
+  if (ran && gpu.download(d.h.data(), h.data(), d.h.size()) &&
+      gpu.download(hinfo.data(), info.data(), hinfo.size()) && check_rank1(st, d, hinfo))
+    rank1_counters(st, d, true);
+  else if (ran)
+    st.SkipWithError(gpu.error());
+}
+
+template <class T>
+void bm_woodbury_cuda(benchmark::State& st, index_t n, index_t k, bool dense) {
+  Gpu gpu;
+  WoodburyData<T> d(n, k);
+  DeviceBuffer<T> ut(d.ut.size()), x(d.x.size()), b(d.b.size()), g(dense ? n * n : 0);
+  DeviceBuffer<int> info(1);
+  const Context probe = Context::cuda(gpu.stream());
+  const std::size_t ws =
+      dense ? 0
+            : woodbury_solve_workspace_size<T>(probe, make_batch<const T>(ut.data(), 1, k, n),
+                                               make_batch<const T>(x.data(), 1, n, 1));
+  // cuSOLVER's potrf workspace (elements), queried once.
+  int lwork = 0;
+  bool ready = gpu.ready() && to_device(gpu, ut, d.ut) && to_device(gpu, b, d.b) &&
+               (x.ok() && g.ok() && info.ok()) &&
+               gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
+  if (ready && dense) {
+    if constexpr (std::is_same_v<T, float>)
+      ready = gpu.ok(cusolverDnSpotrf_bufferSize(gpu.solver(), CUBLAS_FILL_MODE_LOWER, int(n),
+                                                 g.data(), int(n), &lwork),
+                     "potrf_bufferSize");
+    else
+      ready = gpu.ok(cusolverDnDpotrf_bufferSize(gpu.solver(), CUBLAS_FILL_MODE_LOWER, int(n),
+                                                 g.data(), int(n), &lwork),
+                     "potrf_bufferSize");
+  }
+  DeviceBuffer<unsigned char> work(dense ? std::size_t(lwork) * sizeof(T) : ws);
+  if (!ready || !work.ok()) {
+    st.SkipWithError(ready ? "cudaMalloc of the workspace failed" : gpu.error());
+    return;
+  }
+  Context ctx = Context::cuda(gpu.stream());
+  if (ws) ctx.set_workspace(work.data(), ws);
+  WoodburyOptions o;
+  o.lambda = d.lambda;
+  std::vector<T> diag(n * n, T(0));
+  for (index_t i = 0; i < n; ++i) diag[i * n + i] = T(d.lambda);
+  DeviceBuffer<T> g0(dense ? n * n : 0);
+  if (dense && !(g0.ok() && gpu.upload(g0.data(), diag.data(), diag.size()))) {
+    st.SkipWithError(gpu.error());
+    return;
+  }
+  // U^T is k x n row-major = U, n x k column-major (ld n): G = lambda I + U U^T by syrk.
+  auto dense_solve = [&] {
+    const int in = int(n), ik = int(k);
+    T* w = reinterpret_cast<T*>(work.data());
+    const T one = 1;
+    if constexpr (std::is_same_v<T, float>)
+      return gpu.ok(cublasSsyrk(gpu.blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, in, ik, &one,
+                                ut.data(), in, &one, g.data(), in),
+                    "syrk") &&
+             gpu.ok(cusolverDnSpotrf(gpu.solver(), CUBLAS_FILL_MODE_LOWER, in, g.data(), in, w,
+                                     lwork, info.data()),
+                    "potrf") &&
+             gpu.ok(cusolverDnSpotrs(gpu.solver(), CUBLAS_FILL_MODE_LOWER, in, 1, g.data(), in,
+                                     x.data(), in, info.data()),
+                    "potrs");
+    else
+      return gpu.ok(cublasDsyrk(gpu.blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, in, ik, &one,
+                                ut.data(), in, &one, g.data(), in),
+                    "syrk") &&
+             gpu.ok(cusolverDnDpotrf(gpu.solver(), CUBLAS_FILL_MODE_LOWER, in, g.data(), in, w,
+                                     lwork, info.data()),
+                    "potrf") &&
+             gpu.ok(cusolverDnDpotrs(gpu.solver(), CUBLAS_FILL_MODE_LOWER, in, 1, g.data(), in,
+                                     x.data(), in, info.data()),
+                    "potrs");
+  };
+  const bool ran = device_loop(
+      st, gpu,
+      [&] {
+        cudaMemcpyAsync(x.data(), b.data(), x.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
+        if (dense)
+          cudaMemcpyAsync(g.data(), g0.data(), g.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
+      },
+      [&] {
+        return gpu.time([&] {
+          if (dense) return dense_solve();
+          return gpu.ok(woodbury_solve(ctx, make_batch<const T>(ut.data(), 1, k, n),
+                                       make_batch(x.data(), 1, n, 1), info.data(), o),
+                        "woodbury_solve");
+        });
+      });
+  int hinfo = -1;
+  if (!ran) return;
+  if (!gpu.download(d.x.data(), x.data(), d.x.size()) || !gpu.download(&hinfo, info.data(), 1)) {
+    st.SkipWithError(gpu.error());
+    return;
+  }
+  if (check_woodbury(st, d, hinfo)) woodbury_counters(st, d, dense);
+}
+
+template <class T>
+void bm_lbfgs_cuda(benchmark::State& st, LbfgsKind kind, index_t dim, index_t p, index_t nrhs) {
+  Gpu gpu;
+  LbfgsData<T> d(dim, p, nrhs);
+  DeviceBuffer<T> s(d.s.size()), y(d.y.size()), x(d.x.size()), x0(d.x0.size()), sty(d.sty.size()),
+      yty(d.yty.size());
+  DeviceBuffer<int> info(1);
+  const bool ready =
+      gpu.ready() && to_device(gpu, s, d.s) && to_device(gpu, y, d.y) && to_device(gpu, x0, d.x0) &&
+      to_device(gpu, sty, d.sty) && to_device(gpu, yty, d.yty) && (x.ok() && info.ok()) &&
+      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
+  if (!ready) {
+    st.SkipWithError(gpu.error());
+    return;
+  }
+  const Context ctx = Context::cuda(gpu.stream());
+  const bool ran = device_loop(
+      st, gpu,
+      [&] {
+        cudaMemcpyAsync(x.data(), x0.data(), x.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
+      },
+      [&] {
+        return gpu.time([&] {
+          return gpu.ok(
+              d.apply(ctx, kind, s.data(), y.data(), x.data(), sty.data(), yty.data(), info.data()),
+              "lbfgs");
+        });
+      });
+  int hinfo = -1;
+  if (!ran) return;
+  if (!gpu.download(d.x.data(), x.data(), d.x.size()) || !gpu.download(&hinfo, info.data(), 1)) {
+    st.SkipWithError(gpu.error());
+    return;
+  }
+  d.check_and_count(st, kind, hinfo);
+}
+
+#endif  // CURVKIT_HAVE_CUDA
 
 // ---- registration -------------------------------------------------------------------------------
 
@@ -360,6 +638,12 @@ void register_scalar() {
       add("rank1_recompute/lapacke" + tail,
           [=](benchmark::State& st) { bm_rank1_recompute_lapacke<T>(st, n, k); });
 #endif
+#if CURVKIT_HAVE_CUDA
+      add_gpu("rank1_update/cuda" + tail,
+              [=](benchmark::State& st) { bm_rank1_update_cuda<T>(st, n, k); });
+      add_gpu("rank1_recompute/cublas" + tail,
+              [=](benchmark::State& st) { bm_rank1_recompute_cublas<T>(st, n, k); });
+#endif
     }
   const index_t n = 4096;
   for (index_t k : {32, 128, 256}) {
@@ -369,6 +653,12 @@ void register_scalar() {
 #if CURVKIT_BENCH_HAVE_LAPACKE
     add("woodbury_dense/lapacke" + tail,
         [=](benchmark::State& st) { bm_woodbury_dense<T>(st, n, k); });
+#endif
+#if CURVKIT_HAVE_CUDA
+    add_gpu("woodbury_solve/cuda" + tail,
+            [=](benchmark::State& st) { bm_woodbury_cuda<T>(st, n, k, false); });
+    add_gpu("woodbury_dense/cusolver" + tail,
+            [=](benchmark::State& st) { bm_woodbury_cuda<T>(st, n, k, true); });
 #endif
   }
   const index_t p = 100;
@@ -382,6 +672,14 @@ void register_scalar() {
           [=](benchmark::State& st) { bm_lbfgs<T>(st, LbfgsKind::cached, d, p, nrhs); });
       add("lbfgs_two_loop/kokkos" + tail,
           [=](benchmark::State& st) { bm_lbfgs<T>(st, LbfgsKind::two_loop, d, p, nrhs); });
+#if CURVKIT_HAVE_CUDA
+      add_gpu("lbfgs_apply/cuda" + tail,
+              [=](benchmark::State& st) { bm_lbfgs_cuda<T>(st, LbfgsKind::compact, d, p, nrhs); });
+      add_gpu("lbfgs_apply_cached/cuda" + tail,
+              [=](benchmark::State& st) { bm_lbfgs_cuda<T>(st, LbfgsKind::cached, d, p, nrhs); });
+      add_gpu("lbfgs_two_loop/cuda" + tail,
+              [=](benchmark::State& st) { bm_lbfgs_cuda<T>(st, LbfgsKind::two_loop, d, p, nrhs); });
+#endif
     }
 }
 
