@@ -406,7 +406,7 @@ void bm_rank1_update_cuda(benchmark::State& st, index_t n, index_t k) {
   std::vector<int> hinfo(d.batch);
   const bool ready =
       gpu.ready() && to_device(gpu, h0, d.pristine_h) && to_device(gpu, u, d.u) &&
-      (h.ok() && info.ok()) &&
+      ((h.ok() && info.ok()) || gpu.fail("cudaMalloc", "out of device memory")) &&
       gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
   if (!ready) {
     st.SkipWithError(gpu.error());
@@ -443,7 +443,8 @@ void bm_rank1_recompute_cublas(benchmark::State& st, index_t n, index_t k) {
   std::vector<int> hinfo(d.batch);
   const bool ready =
       gpu.ready() && to_device(gpu, g0, d.pristine_g) && to_device(gpu, u, d.u) &&
-      (g.ok() && h.ok() && info.ok() && pivots.ok()) &&
+      ((g.ok() && h.ok() && info.ok() && pivots.ok()) ||
+       gpu.fail("cudaMalloc", "out of device memory")) &&
       pointer_array(gpu, gp, g.data(), nn, d.batch) &&
       pointer_array(gpu, hp, h.data(), nn, d.batch) &&
       gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
@@ -503,9 +504,10 @@ void bm_woodbury_cuda(benchmark::State& st, index_t n, index_t k, bool dense) {
                                                make_batch<const T>(x.data(), 1, n, 1));
   // cuSOLVER's potrf workspace (elements), queried once.
   int lwork = 0;
-  bool ready = gpu.ready() && to_device(gpu, ut, d.ut) && to_device(gpu, b, d.b) &&
-               (x.ok() && g.ok() && info.ok()) &&
-               gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
+  bool ready =
+      gpu.ready() && to_device(gpu, ut, d.ut) && to_device(gpu, b, d.b) &&
+      ((x.ok() && g.ok() && info.ok()) || gpu.fail("cudaMalloc", "out of device memory")) &&
+      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
   if (ready && dense) {
     if constexpr (std::is_same_v<T, float>)
       ready = gpu.ok(cusolverDnSpotrf_bufferSize(gpu.solver(), CUBLAS_FILL_MODE_LOWER, int(n),
@@ -525,9 +527,10 @@ void bm_woodbury_cuda(benchmark::State& st, index_t n, index_t k, bool dense) {
   if (ws) ctx.set_workspace(work.data(), ws);
   WoodburyOptions o;
   o.lambda = d.lambda;
-  std::vector<T> diag(n * n, T(0));
-  for (index_t i = 0; i < n; ++i) diag[i * n + i] = T(d.lambda);
-  DeviceBuffer<T> g0(dense ? n * n : 0);
+  // The dense tool's pristine G = lambda I.
+  std::vector<T> diag(dense ? n * n : 0, T(0));
+  for (index_t i = 0; dense && i < n; ++i) diag[i * n + i] = T(d.lambda);
+  DeviceBuffer<T> g0(diag.size());
   if (dense && !(g0.ok() && gpu.upload(g0.data(), diag.data(), diag.size()))) {
     st.SkipWithError(gpu.error());
     return;
@@ -591,7 +594,8 @@ void bm_lbfgs_cuda(benchmark::State& st, LbfgsKind kind, index_t dim, index_t p,
   DeviceBuffer<int> info(1);
   const bool ready =
       gpu.ready() && to_device(gpu, s, d.s) && to_device(gpu, y, d.y) && to_device(gpu, x0, d.x0) &&
-      to_device(gpu, sty, d.sty) && to_device(gpu, yty, d.yty) && (x.ok() && info.ok()) &&
+      to_device(gpu, sty, d.sty) && to_device(gpu, yty, d.yty) &&
+      ((x.ok() && info.ok()) || gpu.fail("cudaMalloc", "out of device memory")) &&
       gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
   if (!ready) {
     st.SkipWithError(gpu.error());
