@@ -53,6 +53,8 @@ class Gpu {
     return e == CUSOLVER_STATUS_SUCCESS || fail(what, "cuSOLVER status " + std::to_string(int(e)));
   }
   bool ok(const Status& s, const char* what) { return s.ok() || fail(what, s.to_string()); }
+  /// `all_ok` (the buffers' ok()), recording an allocation failure.
+  bool allocated(bool all_ok) { return all_ok || fail("cudaMalloc", "out of device memory"); }
 
   /// GPU seconds of the work f() enqueues on the stream (f returns false on failure); < 0 on
   /// failure.
@@ -68,6 +70,16 @@ class Gpu {
   /// Host -> device and device -> host copies in stream order (a plain cudaMemcpy from pageable
   /// memory may return before the data has landed, and the stream does not wait for the legacy
   /// one); download() waits for the data.
+  /// Every byte of dev set to `byte` in stream order (0xff: an info never written reads -1).
+  template <class T>
+  bool fill_bytes(DeviceBuffer<T>& dev, int byte) {
+    return ok(cudaMemsetAsync(dev.data(), byte, dev.bytes(), stream()), "memset");
+  }
+  /// dst <- src, device to device, in stream order (restoring a case's inputs).
+  template <class T>
+  void copy(T* dst, const T* src, std::size_t count) {
+    cudaMemcpyAsync(dst, src, count * sizeof(T), cudaMemcpyDeviceToDevice, stream());
+  }
   template <class T>
   bool upload(T* dev, const T* host, std::size_t count) {
     return ok(cudaMemcpyAsync(dev, host, count * sizeof(T), cudaMemcpyHostToDevice, stream()),
@@ -87,6 +99,18 @@ class Gpu {
   bool ready_ = false;
   std::string error_;
 };
+
+/// dev <- host (dev sized like host), false with the failure recorded.
+template <class T>
+bool to_device(Gpu& gpu, DeviceBuffer<T>& dev, const HostBuffer<T>& host) {
+  return gpu.allocated(dev.ok()) && gpu.upload(dev.data(), host.data(), host.size());
+}
+
+/// `ready` (a case's set-up succeeded); otherwise the case is skipped with the recorded failure.
+inline bool set_up(benchmark::State& st, const Gpu& gpu, bool ready) {
+  if (!ready) st.SkipWithError(gpu.error());
+  return ready;
+}
 
 // The timing loop of a GPU case: one untimed warm-up call (cuBLAS / cuSOLVER heuristics, first
 // launches), then per iteration prepare() (restores what the tool overwrites) and an L2 flush

@@ -380,12 +380,6 @@ void bm_kron_apply(benchmark::State& st, KronTool tool, KronFactor form) {
 // ---- GPU cases ----------------------------------------------------------------------------------
 #if CURVKIT_HAVE_CUDA
 
-template <class T>
-bool upload_new(Gpu& gpu, DeviceBuffer<T>& dev, const HostBuffer<T>& host) {
-  return (dev.ok() || gpu.fail("cudaMalloc", "out of device memory")) &&
-         gpu.upload(dev.data(), host.data(), host.size());
-}
-
 // Row-major C_b = A_b B_b (gemm) or A_b A_b^T (syrk; cuBLAS has no batched syrk, so the anchor
 // is the full product by gemmStridedBatched), issued column-major as C^T = B^T A^T.
 template <class T>
@@ -396,8 +390,7 @@ void bm_small_cuda(benchmark::State& st, bool anchor, bool is_syrk, index_t n, i
   fill_gaussian(a, 1.0, 1);
   fill_gaussian(b, 1.0, 2);
   DeviceBuffer<T> da(a.size()), db(b.size()), dc(c.size());
-  if (!(gpu.ready() && upload_new(gpu, da, a) && upload_new(gpu, db, b) &&
-        (dc.ok() || gpu.fail("cudaMalloc", "out of device memory")))) {
+  if (!(gpu.ready() && to_device(gpu, da, a) && to_device(gpu, db, b) && gpu.allocated(dc.ok()))) {
     st.SkipWithError(gpu.error());
     return;
   }
@@ -442,11 +435,10 @@ void bm_chain_cuda(benchmark::State& st, bool anchor, std::vector<index_t> dims,
   ChainData d(std::move(dims), only);
   DeviceBuffer<float> x(d.size), y(d.size), t0(d.size), t1(d.size);
   std::vector<DeviceBuffer<float>> u;
-  bool ready = gpu.ready() && upload_new(gpu, x, d.x) &&
-               ((y.ok() && t0.ok() && t1.ok()) || gpu.fail("cudaMalloc", "out of memory"));
+  bool ready = gpu.ready() && to_device(gpu, x, d.x) && gpu.allocated(y.ok() && t0.ok() && t1.ok());
   for (int k = 0; k < d.order && ready; ++k) {
     u.emplace_back(d.u[k].size());
-    ready = upload_new(gpu, u.back(), d.u[k]);
+    ready = to_device(gpu, u.back(), d.u[k]);
   }
   std::vector<const float*> uk;
   for (const auto& f : u) uk.push_back(f.data());
@@ -503,14 +495,10 @@ void bm_kron_apply_cuda(benchmark::State& st, KronTool tool, KronFactor form) {
     x.emplace_back(d.x[l].size());
     out.emplace_back(d.out[l].size());
     tmp.emplace_back(d.out[l].size());
-    ready = upload_new(gpu, g.back(), d.g[l]) && upload_new(gpu, a.back(), d.a[l]) &&
-            upload_new(gpu, x.back(), d.x[l]) &&
-            ((out.back().ok() && tmp.back().ok()) || gpu.fail("cudaMalloc", "out of memory"));
+    ready = to_device(gpu, g.back(), d.g[l]) && to_device(gpu, a.back(), d.a[l]) &&
+            to_device(gpu, x.back(), d.x[l]) && gpu.allocated(out.back().ok() && tmp.back().ok());
   }
-  if (!ready) {
-    st.SkipWithError(gpu.error());
-    return;
-  }
+  if (!set_up(st, gpu, ready)) return;
   const auto gv = d.views(ptrs(g), d.d_out, d.d_out), av = d.views(ptrs(a), d.d_in, d.d_in),
              xv = d.views(ptrs(x), d.d_out, d.d_in);
   std::vector<MatrixBatch<float>> ov;

@@ -381,20 +381,12 @@ void bm_lbfgs(benchmark::State& st, LbfgsKind kind, index_t d, index_t p, index_
 // ---- GPU cases ----------------------------------------------------------------------------------
 #if CURVKIT_HAVE_CUDA
 
-// Device copies of a host buffer; ok() after construction.
-template <class T>
-bool to_device(Gpu& gpu, DeviceBuffer<T>& dev, const HostBuffer<T>& host) {
-  return (dev.ok() || gpu.fail("cudaMalloc", "out of device memory")) &&
-         gpu.upload(dev.data(), host.data(), host.size());
-}
-
 // Device array of pointers base + i * stride, i < count (the cuBLAS batched calls' argument).
 template <class T>
 bool pointer_array(Gpu& gpu, DeviceBuffer<T*>& dev, T* base, index_t stride, index_t count) {
   std::vector<T*> p(count);
   for (index_t i = 0; i < count; ++i) p[i] = base + i * stride;
-  return (dev.ok() || gpu.fail("cudaMalloc", "out of device memory")) &&
-         gpu.upload(dev.data(), p.data(), p.size());
+  return gpu.allocated(dev.ok()) && gpu.upload(dev.data(), p.data(), p.size());
 }
 
 template <class T>
@@ -404,20 +396,12 @@ void bm_rank1_update_cuda(benchmark::State& st, index_t n, index_t k) {
   DeviceBuffer<T> h(d.h.size()), h0(d.h.size()), u(d.u.size());
   DeviceBuffer<int> info(d.batch);
   std::vector<int> hinfo(d.batch);
-  const bool ready =
-      gpu.ready() && to_device(gpu, h0, d.pristine_h) && to_device(gpu, u, d.u) &&
-      ((h.ok() && info.ok()) || gpu.fail("cudaMalloc", "out of device memory")) &&
-      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
-  if (!ready) {
-    st.SkipWithError(gpu.error());
-    return;
-  }
+  const bool ready = gpu.ready() && to_device(gpu, h0, d.pristine_h) && to_device(gpu, u, d.u) &&
+                     gpu.allocated(h.ok() && info.ok()) && gpu.fill_bytes(info, 0xff);
+  if (!set_up(st, gpu, ready)) return;
   const Context ctx = Context::cuda(gpu.stream());
   const bool ran = device_loop(
-      st, gpu,
-      [&] {
-        cudaMemcpyAsync(h.data(), h0.data(), h.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
-      },
+      st, gpu, [&] { gpu.copy(h.data(), h0.data(), h.size()); },
       [&] {
         return gpu.time([&] {
           return gpu.ok(rank1_update(ctx, make_batch(h.data(), d.batch, n, n),
@@ -441,17 +425,11 @@ void bm_rank1_recompute_cublas(benchmark::State& st, index_t n, index_t k) {
   DeviceBuffer<int> info(d.batch), pivots(d.batch * n);
   DeviceBuffer<T*> gp(d.batch), hp(d.batch);
   std::vector<int> hinfo(d.batch);
-  const bool ready =
-      gpu.ready() && to_device(gpu, g0, d.pristine_g) && to_device(gpu, u, d.u) &&
-      ((g.ok() && h.ok() && info.ok() && pivots.ok()) ||
-       gpu.fail("cudaMalloc", "out of device memory")) &&
-      pointer_array(gpu, gp, g.data(), nn, d.batch) &&
-      pointer_array(gpu, hp, h.data(), nn, d.batch) &&
-      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
-  if (!ready) {
-    st.SkipWithError(gpu.error());
-    return;
-  }
+  const bool ready = gpu.ready() && to_device(gpu, g0, d.pristine_g) && to_device(gpu, u, d.u) &&
+                     gpu.allocated(g.ok() && h.ok() && info.ok() && pivots.ok()) &&
+                     pointer_array(gpu, gp, g.data(), nn, d.batch) &&
+                     pointer_array(gpu, hp, h.data(), nn, d.batch) && gpu.fill_bytes(info, 0xff);
+  if (!set_up(st, gpu, ready)) return;
   const int in = int(n), ik = int(k), ib = int(d.batch);
   const T one = 1;
   // u_b is k x n row-major = n x k column-major (ld n): G_b += u_b u_b^T, column-major, full.
@@ -479,11 +457,7 @@ void bm_rank1_recompute_cublas(benchmark::State& st, index_t n, index_t k) {
     return gpu.ok(s, "gemm / getrf / getri");
   };
   const bool ran = device_loop(
-      st, gpu,
-      [&] {
-        cudaMemcpyAsync(g.data(), g0.data(), g.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
-      },
-      [&] { return gpu.time(call); });
+      st, gpu, [&] { gpu.copy(g.data(), g0.data(), g.size()); }, [&] { return gpu.time(call); });
   if (ran && gpu.download(d.h.data(), h.data(), d.h.size()) &&
       gpu.download(hinfo.data(), info.data(), hinfo.size()) && check_rank1(st, d, hinfo))
     rank1_counters(st, d, true);
@@ -504,10 +478,8 @@ void bm_woodbury_cuda(benchmark::State& st, index_t n, index_t k, bool dense) {
                                                make_batch<const T>(x.data(), 1, n, 1));
   // cuSOLVER's potrf workspace (elements), queried once.
   int lwork = 0;
-  bool ready =
-      gpu.ready() && to_device(gpu, ut, d.ut) && to_device(gpu, b, d.b) &&
-      ((x.ok() && g.ok() && info.ok()) || gpu.fail("cudaMalloc", "out of device memory")) &&
-      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
+  bool ready = gpu.ready() && to_device(gpu, ut, d.ut) && to_device(gpu, b, d.b) &&
+               gpu.allocated(x.ok() && g.ok() && info.ok()) && gpu.fill_bytes(info, 0xff);
   if (ready && dense) {
     if constexpr (std::is_same_v<T, float>)
       ready = gpu.ok(cusolverDnSpotrf_bufferSize(gpu.solver(), CUBLAS_FILL_MODE_LOWER, int(n),
@@ -564,9 +536,8 @@ void bm_woodbury_cuda(benchmark::State& st, index_t n, index_t k, bool dense) {
   const bool ran = device_loop(
       st, gpu,
       [&] {
-        cudaMemcpyAsync(x.data(), b.data(), x.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
-        if (dense)
-          cudaMemcpyAsync(g.data(), g0.data(), g.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
+        gpu.copy(x.data(), b.data(), x.size());
+        if (dense) gpu.copy(g.data(), g0.data(), g.size());
       },
       [&] {
         return gpu.time([&] {
@@ -592,21 +563,14 @@ void bm_lbfgs_cuda(benchmark::State& st, LbfgsKind kind, index_t dim, index_t p,
   DeviceBuffer<T> s(d.s.size()), y(d.y.size()), x(d.x.size()), x0(d.x0.size()), sty(d.sty.size()),
       yty(d.yty.size());
   DeviceBuffer<int> info(1);
-  const bool ready =
-      gpu.ready() && to_device(gpu, s, d.s) && to_device(gpu, y, d.y) && to_device(gpu, x0, d.x0) &&
-      to_device(gpu, sty, d.sty) && to_device(gpu, yty, d.yty) &&
-      ((x.ok() && info.ok()) || gpu.fail("cudaMalloc", "out of device memory")) &&
-      gpu.ok(cudaMemsetAsync(info.data(), 0xff, info.bytes(), gpu.stream()), "memset");
-  if (!ready) {
-    st.SkipWithError(gpu.error());
-    return;
-  }
+  const bool ready = gpu.ready() && to_device(gpu, s, d.s) && to_device(gpu, y, d.y) &&
+                     to_device(gpu, x0, d.x0) && to_device(gpu, sty, d.sty) &&
+                     to_device(gpu, yty, d.yty) && gpu.allocated(x.ok() && info.ok()) &&
+                     gpu.fill_bytes(info, 0xff);
+  if (!set_up(st, gpu, ready)) return;
   const Context ctx = Context::cuda(gpu.stream());
   const bool ran = device_loop(
-      st, gpu,
-      [&] {
-        cudaMemcpyAsync(x.data(), x0.data(), x.bytes(), cudaMemcpyDeviceToDevice, gpu.stream());
-      },
+      st, gpu, [&] { gpu.copy(x.data(), x0.data(), x.size()); },
       [&] {
         return gpu.time([&] {
           return gpu.ok(
