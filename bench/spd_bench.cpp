@@ -642,6 +642,7 @@ void device_case(benchmark::State& st, Case c) {
   };
   // One untimed call first: a case's first launch pays the lazy loading of its kernels and
   // cuSOLVER's first use its set-up (tens of ms, which a one-iteration run would report).
+  restore();
   if (std::string e = call(); !e.empty()) {
     st.SkipWithError(e.c_str());
     return;
