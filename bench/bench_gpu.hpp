@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "bench_common.hpp"
 
@@ -104,6 +105,15 @@ class Gpu {
 template <class T>
 bool to_device(Gpu& gpu, DeviceBuffer<T>& dev, const HostBuffer<T>& host) {
   return gpu.allocated(dev.ok()) && gpu.upload(dev.data(), host.data(), host.size());
+}
+
+/// dev <- the pointers base + i * stride, i < count (the cuBLAS / cuSOLVER batched calls'
+/// argument), false with the failure recorded.
+template <class T>
+bool pointer_array(Gpu& gpu, DeviceBuffer<T*>& dev, T* base, index_t stride, index_t count) {
+  std::vector<T*> p(count);
+  for (index_t i = 0; i < count; ++i) p[i] = base + i * stride;
+  return gpu.allocated(dev.ok()) && gpu.upload(dev.data(), p.data(), p.size());
 }
 
 /// `ready` (a case's set-up succeeded); otherwise the case is skipped with the recorded failure.

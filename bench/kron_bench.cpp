@@ -433,7 +433,9 @@ void bm_small_cuda(benchmark::State& st, bool anchor, bool is_syrk, index_t n, i
 void bm_chain_cuda(benchmark::State& st, bool anchor, std::vector<index_t> dims, int only = -1) {
   Gpu gpu;
   ChainData d(std::move(dims), only);
-  DeviceBuffer<float> x(d.size), y(d.size), t0(d.size), t1(d.size);
+  // t0, t1: the cuBLAS chain's intermediates (only the anchor needs them).
+  const index_t scratch = anchor && only < 0 ? d.size : 0;
+  DeviceBuffer<float> x(d.size), y(d.size), t0(scratch), t1(scratch);
   std::vector<DeviceBuffer<float>> u;
   bool ready = gpu.ready() && to_device(gpu, x, d.x) && gpu.allocated(y.ok() && t0.ok() && t1.ok());
   for (int k = 0; k < d.order && ready; ++k) {
@@ -494,7 +496,7 @@ void bm_kron_apply_cuda(benchmark::State& st, KronTool tool, KronFactor form) {
     a.emplace_back(d.a[l].size());
     x.emplace_back(d.x[l].size());
     out.emplace_back(d.out[l].size());
-    tmp.emplace_back(d.out[l].size());
+    tmp.emplace_back(tool == KronTool::cublas ? d.out[l].size() : 0);  // G X, cuBLAS only
     ready = to_device(gpu, g.back(), d.g[l]) && to_device(gpu, a.back(), d.a[l]) &&
             to_device(gpu, x.back(), d.x[l]) && gpu.allocated(out.back().ok() && tmp.back().ok());
   }

@@ -381,14 +381,6 @@ void bm_lbfgs(benchmark::State& st, LbfgsKind kind, index_t d, index_t p, index_
 // ---- GPU cases ----------------------------------------------------------------------------------
 #if CURVKIT_HAVE_CUDA
 
-// Device array of pointers base + i * stride, i < count (the cuBLAS batched calls' argument).
-template <class T>
-bool pointer_array(Gpu& gpu, DeviceBuffer<T*>& dev, T* base, index_t stride, index_t count) {
-  std::vector<T*> p(count);
-  for (index_t i = 0; i < count; ++i) p[i] = base + i * stride;
-  return gpu.allocated(dev.ok()) && gpu.upload(dev.data(), p.data(), p.size());
-}
-
 template <class T>
 void bm_rank1_update_cuda(benchmark::State& st, index_t n, index_t k) {
   Gpu gpu;

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_gpu.hpp"
 
 #if CURVKIT_BENCH_HAVE_EIGEN
 #include <Eigen/Cholesky>
@@ -548,18 +549,6 @@ cusolverStatus_t cusolver_potrs(cusolverDnHandle_t h, int n, double** a, double*
   return cusolverDnDpotrsBatched(h, CUBLAS_FILL_MODE_LOWER, n, 1, a, n, b, n, info, batch);
 }
 
-struct CusolverHandle {
-  cusolverDnHandle_t h = nullptr;
-  CusolverHandle() {
-    if (cusolverDnCreate(&h) != CUSOLVER_STATUS_SUCCESS) h = nullptr;
-  }
-  ~CusolverHandle() {
-    if (h) cusolverDnDestroy(h);
-  }
-  CusolverHandle(const CusolverHandle&) = delete;
-  CusolverHandle& operator=(const CusolverHandle&) = delete;
-};
-
 template <class T>
 void device_case(benchmark::State& st, Case c) {
   if (!have_cuda_device()) {
@@ -573,8 +562,8 @@ void device_case(benchmark::State& st, Case c) {
   fill_batch(in, c.op, c.batch, c.nrhs, ha.data(), nb ? hb.data() : nullptr);
   DeviceBuffer<T> a(ha.size()), a0(ha.size()), b(nb), b0(nb);
   DeviceBuffer<int> info(c.batch), info_rs(1);
-  CudaTimer timer;
-  if (!a.ok() || !a0.ok() || !b.ok() || !b0.ok() || !info.ok() || !info_rs.ok() || !timer.ok()) {
+  Gpu gpu;  // the stream, its cuSOLVER handle and the timing events
+  if (!a.ok() || !a0.ok() || !b.ok() || !b0.ok() || !info.ok() || !info_rs.ok() || !gpu.ready()) {
     st.SkipWithError("cudaMalloc / stream creation failed");
     return;
   }
@@ -583,32 +572,23 @@ void device_case(benchmark::State& st, Case c) {
   cudaMemset(info.data(), 0xff, info.bytes());  // -1: an info never written fails the check
 
   // cuSOLVER's pointer arrays, built once outside the timed region.
-  CusolverHandle handle;
   DeviceBuffer<T*> aptr(c.impl == Impl::cusolver ? c.batch : 0);
   DeviceBuffer<T*> bptr(c.impl == Impl::cusolver && nb ? c.batch : 0);
-  if (c.impl == Impl::cusolver) {
-    if (!handle.h || cusolverDnSetStream(handle.h, timer.stream()) != CUSOLVER_STATUS_SUCCESS ||
-        !aptr.ok() || !bptr.ok()) {
-      st.SkipWithError("cuSOLVER setup failed");
-      return;
-    }
-    std::vector<T*> p(c.batch);
-    for (index_t k = 0; k < c.batch; ++k) p[k] = a.data() + k * nn;
-    cudaMemcpy(aptr.data(), p.data(), aptr.bytes(), cudaMemcpyHostToDevice);
-    if (nb) {
-      for (index_t k = 0; k < c.batch; ++k) p[k] = b.data() + k * c.n * c.nrhs;
-      cudaMemcpy(bptr.data(), p.data(), bptr.bytes(), cudaMemcpyHostToDevice);
-    }
+  if (c.impl == Impl::cusolver &&
+      !(pointer_array(gpu, aptr, a.data(), index_t(nn), c.batch) &&
+        (!nb || pointer_array(gpu, bptr, b.data(), c.n * c.nrhs, c.batch)))) {
+    st.SkipWithError(gpu.error());
+    return;
   }
   if (cudaError_t e = cudaDeviceSynchronize(); e != cudaSuccess) {
     st.SkipWithError(cudaGetErrorString(e));
     return;
   }
-  const Context ctx = Context::cuda(timer.stream());
+  const Context ctx = Context::cuda(gpu.stream());
   const int ibatch = static_cast<int>(c.batch);
 
-  // One call of the tool; an empty string on success.
-  auto call = [&]() -> std::string {
+  // One call of the tool; false (the failure recorded in gpu) if it fails.
+  auto call = [&]() -> bool {
     if (c.impl == Impl::cuda) {
       const auto av = make_batch(a.data(), c.batch, c.n, c.n);
       const auto bv = make_batch(b.data(), c.batch, c.n, std::max(c.nrhs, 1));
@@ -627,41 +607,23 @@ void device_case(benchmark::State& st, Case c) {
           s = curvkit::potri<T>(ctx, av, info.data());
           break;
       }
-      return s.ok() ? std::string() : s.to_string();
+      return gpu.ok(s, op_name(c.op));
     }
-    cusolverStatus_t s = cusolver_potrf(handle.h, c.n, aptr.data(), info.data(), ibatch);
+    cusolverStatus_t s = cusolver_potrf(gpu.solver(), c.n, aptr.data(), info.data(), ibatch);
     if (s == CUSOLVER_STATUS_SUCCESS && c.op == Op::posv)
-      s = cusolver_potrs(handle.h, c.n, aptr.data(), bptr.data(), info_rs.data(), ibatch);
-    return s == CUSOLVER_STATUS_SUCCESS ? std::string()
-                                        : "cuSOLVER error " + std::to_string(static_cast<int>(s));
+      s = cusolver_potrs(gpu.solver(), c.n, aptr.data(), bptr.data(), info_rs.data(), ibatch);
+    return gpu.ok(s, "cuSOLVER");
   };
-  auto restore = [&] {
-    cudaMemcpyAsync(a.data(), a0.data(), a.bytes(), cudaMemcpyDeviceToDevice, timer.stream());
-    if (nb)
-      cudaMemcpyAsync(b.data(), b0.data(), b.bytes(), cudaMemcpyDeviceToDevice, timer.stream());
-  };
-  // One untimed call first: a case's first launch pays the lazy loading of its kernels and
-  // cuSOLVER's first use its set-up (tens of ms, which a one-iteration run would report).
-  restore();
-  if (std::string e = call(); !e.empty()) {
-    st.SkipWithError(e.c_str());
-    return;
-  }
-  for (auto _ : st) {
-    restore();
-    flush_device_l2(timer.stream());
-    timer.start();
-    if (std::string e = call(); !e.empty()) {
-      st.SkipWithError(e.c_str());
-      return;
-    }
-    const double seconds = timer.stop();
-    if (seconds < 0) {
-      st.SkipWithError(cudaGetErrorString(cudaGetLastError()));
-      return;
-    }
-    st.SetIterationTime(seconds);
-  }
+  // device_loop's untimed first call takes the lazy loading of the kernels and cuSOLVER's
+  // set-up (tens of ms, which a one-iteration run would report) out of the timings.
+  const bool ran = device_loop(
+      st, gpu,
+      [&] {
+        gpu.copy(a.data(), a0.data(), a.size());
+        if (nb) gpu.copy(b.data(), b0.data(), b.size());
+      },
+      [&] { return gpu.time(call); });
+  if (!ran) return;
 
   std::vector<int> hinfo(c.batch);
   if (cudaMemcpy(hinfo.data(), info.data(), info.bytes(), cudaMemcpyDeviceToHost) != cudaSuccess) {
@@ -706,9 +668,7 @@ void add_case(const Case& c) {
   const std::string name = case_name(c, scalar_name<T>());
   if (c.impl == Impl::cuda || c.impl == Impl::cusolver) {
 #if CURVKIT_HAVE_CUDA
-    benchmark::RegisterBenchmark(name.c_str(), [c](benchmark::State& st) { device_case<T>(st, c); })
-        ->Unit(benchmark::kMillisecond)
-        ->UseManualTime();
+    add_gpu(name, [c](benchmark::State& st) { device_case<T>(st, c); });
 #endif
     return;
   }
