@@ -12,6 +12,8 @@ bool compiled();
 /// Initialises Kokkos if it is not initialised yet; returns true if it did.
 bool initialize_if_needed();
 void finalize();
+/// True when the host can read the memory of Kokkos's default memory space (Serial, OpenMP).
+bool host_accessible();
 /// Fences the Context's execution-space instance.
 void fence(const Context& ctx);
 /// Memory in Kokkos's default memory space (curvkit/core/memory.hpp).

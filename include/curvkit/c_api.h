@@ -66,6 +66,9 @@ int curvkit_c_api_version(void);
 const char* curvkit_version(void);
 /* 1 when the backend was compiled into this library. */
 int curvkit_backend_available(curvkit_backend backend);
+/* 1 when the backend is compiled and works on host memory (reference; Kokkos on a host
+ * execution space), 0 otherwise (cuda; Kokkos on a GPU). */
+int curvkit_backend_host_memory(curvkit_backend backend);
 /* The calling thread's last error message ("" if none); valid until its next failing call. */
 const char* curvkit_last_error(void);
 const char* curvkit_status_name(curvkit_status status);

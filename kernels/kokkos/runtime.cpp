@@ -21,6 +21,10 @@ void finalize() {
   Kokkos::finalize();
 }
 
+bool host_accessible() {
+  return Kokkos::SpaceAccessibility<Kokkos::HostSpace, ExecSpace::memory_space>::accessible;
+}
+
 void fence(const Context& ctx) {
   exec_space(ctx).fence();
 }

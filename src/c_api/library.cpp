@@ -104,6 +104,12 @@ int curvkit_backend_available(curvkit_backend backend) {
   return 0;
 }
 
+int curvkit_backend_host_memory(curvkit_backend backend) {
+  if (backend == CURVKIT_BACKEND_REFERENCE) return 1;
+  if (backend == CURVKIT_BACKEND_KOKKOS) return kokkos::compiled() && kokkos::host_accessible();
+  return 0;
+}
+
 const char* curvkit_last_error(void) {
   return capi::last_error.c_str();
 }

@@ -15,6 +15,9 @@ bool initialize_if_needed() {
   return false;
 }
 void finalize() {}
+bool host_accessible() {
+  return false;
+}
 void fence(const Context&) {}
 Status allocate(std::size_t, void** p) {
   *p = nullptr;
