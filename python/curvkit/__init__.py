@@ -355,14 +355,14 @@ def khatri_rao_gram(a, g, k=None, *, samples=None, bias=False, alpha=1.0, beta=0
 
 
 def khatri_rao_jv(a, g, v, u, *, bias=False, alpha=1.0, beta=0.0, backend=None):
-    """u = alpha J v + beta u: the per-sample inner products <g_i a_i^T, V>."""
+    """u = alpha J vec(V) + beta u (u: m x 1): the per-sample inner products <g_i a_i^T, V>."""
     _ext.khatri_rao_jv(_context(_first(a), backend), _group(a), _group(g), _group(v),
                        _group(u), bool(bias), float(alpha), float(beta))
     return u
 
 
 def khatri_rao_jtu(a, g, u, v, *, bias=False, alpha=1.0, beta=0.0, backend=None):
-    """V = alpha J^T u + beta V = alpha sum_i u_i g_i a_i^T + beta V."""
+    """V = alpha J^T u + beta V = alpha sum_i u_i g_i a_i^T + beta V (u: m x 1)."""
     _ext.khatri_rao_jtu(_context(_first(a), backend), _group(a), _group(g), _group(u),
                         _group(v), bool(bias), float(alpha), float(beta))
     return v
