@@ -25,6 +25,13 @@ METHODS = {"kfac": ckt.KFAC, "kfac-ef": ckt.KFAC_EF, "kfac-2l": ckt.KFAC2L,
            "muon": ckt.Muon, "tengrad": ckt.TENGraD, "kbfgs": ckt.KBFGS, "kbfgs-l": ckt.KBFGSL,
            "sgd": ckt.SGD, "adamw": ckt.AdamW}
 
+# Learning rates: the C++ trainer's CNN sweeps (docs/training.md), lowered where this model
+# diverged within 40 steps of batch 64 (K-FAC family: 0.3 -> 0.01; TNT: 1e-3 -> 3e-6, see
+# docs/performance.md "PyTorch"); the methods not listed use their "cnn" preset's rate.
+TUNED_LR = {"sgd": 0.09, "adamw": 0.003, "kfac": 0.01, "kfac-ef": 0.01, "kfac-2l": 0.01,
+            "shampoo": 0.009, "tnt": 3e-6, "mbf": 3e-5, "mbag": 0.03, "muon": 0.06,
+            "tengrad": 0.009}
+
 
 def load_fashion_mnist(directory, split="train", limit=None):
     """Images (n, 1, 28, 28) scaled to [0, 1] and labels (n,) from the idx .gz files."""
@@ -53,7 +60,7 @@ def train(name, images, labels, steps, batch, lr, device, warmup, seed=0):
     if name == "torch-adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr or 1e-3)
     else:
-        opt = METHODS[name](model, lr=lr, preset="cnn")
+        opt = METHODS[name](model, lr=lr or TUNED_LR.get(name), preset="cnn")
     losses, times = [], []
     n = images.shape[0]
     for step in range(steps):
@@ -90,7 +97,8 @@ def main():
     p.add_argument("--optimizer", default="kfac", help="a curvkit method, or 'all'")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=None, help="default: the method's cnn preset")
+    p.add_argument("--lr", type=float, default=None,
+                   help="default: TUNED_LR, else the method's cnn preset")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
