@@ -25,6 +25,7 @@ step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/examples/consumer -B ${WORK_DIR}/cmake-bu
   -DCMAKE_PREFIX_PATH=${_prefix} -DCMAKE_BUILD_TYPE=${BUILD_TYPE} -DCMAKE_CXX_COMPILER=${CXX})
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake-build)
 step(${WORK_DIR}/cmake-build/consumer)
+step(${WORK_DIR}/cmake-build/c_consumer)
 
 # pkg-config consumer.
 find_program(_pkg_config NAMES pkg-config pkgconf)
@@ -42,3 +43,12 @@ separate_arguments(_flags UNIX_COMMAND "${_flags}")
 step(${CXX} -O2 ${SOURCE_DIR}/examples/consumer/main.cpp -o ${WORK_DIR}/consumer-pkg-config
   ${_flags})
 step(${WORK_DIR}/consumer-pkg-config)
+# The C program: compiled as C (-x c; the include path is all it needs, the other cflags are
+# C++'s), linked by the C++ driver (curvkit is a C++ library).
+execute_process(COMMAND ${_pkg_config} --cflags-only-I curvkit OUTPUT_VARIABLE _includes
+  OUTPUT_STRIP_TRAILING_WHITESPACE)
+separate_arguments(_includes UNIX_COMMAND "${_includes}")
+step(${CXX} -x c -std=c11 -O2 -c ${SOURCE_DIR}/examples/consumer/c_consumer.c
+  -o ${WORK_DIR}/c_consumer.o ${_includes})
+step(${CXX} ${WORK_DIR}/c_consumer.o -o ${WORK_DIR}/c-consumer-pkg-config ${_flags} -lm)
+step(${WORK_DIR}/c-consumer-pkg-config)
