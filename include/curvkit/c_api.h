@@ -21,7 +21,9 @@
  *
  * Grouped batches: ops that have a grouped form take `groups` and arrays of `groups` views
  * (group 0 first); groups = 1 is the uniform batch.  Per-matrix outputs (info, shifts,
- * iteration counts) are one flat array over the groups' matrices in order.
+ * iteration counts) are one flat array over the groups' matrices in order.  Every array has
+ * `groups` entries: the C++ forms whose single output group sums over all layers
+ * (khatri_rao_gram's one K, khatri_rao_jv / _jtu's one u) are C++ only.
  *
  * Workspace: the context owns a scratch buffer in its backend's memory and grows it when an
  * op needs more (an allocation at the first call of a larger shape, none after), so C callers
