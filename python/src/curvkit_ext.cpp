@@ -264,6 +264,9 @@ void layers_call(const char* op, LayerCall fn, Context& ctx, Optimizer& opt,
 
 NB_MODULE(_ext, m) {
   m.doc() = "curvkit's C ABI for DLPack arrays (use the functions of the curvkit package)";
+  // Objects still alive at interpreter exit (an optimizer in a traceback) are not leaks of
+  // this module's making.
+  nb::set_leak_warnings(false);
   m.attr("c_api_version") = curvkit_c_api_version();
   m.def("version", [] { return std::string(curvkit_version()); });
   m.def("backend_available",
@@ -445,30 +448,27 @@ NB_MODULE(_ext, m) {
           check(curvkit_khatri_rao_gram(ctx.handle, static_cast<int64_t>(av.size()), av.data(),
                                         gv.data(), kv.data(), &o));
         });
-  m.def("khatri_rao_jv", [](Context& ctx, const std::vector<Array>& a, const std::vector<Array>& g,
-                            const std::vector<Array>& v, const std::vector<Array>& u, bool bias,
-                            double alpha, double beta) {
-    Call c{"khatri_rao_jv", ctx};
-    const auto av = c.group(a, "a");
-    const auto gv = c.group(g, "g");
-    const auto vv = c.group(v, "v");
-    const auto uv = c.group(u, "u");
-    const auto o = kr_options(bias, alpha, beta, 0, 0);
-    check(curvkit_khatri_rao_jv(ctx.handle, static_cast<int64_t>(av.size()), av.data(), gv.data(),
-                                vv.data(), uv.data(), &o));
-  });
-  m.def("khatri_rao_jtu", [](Context& ctx, const std::vector<Array>& a, const std::vector<Array>& g,
-                             const std::vector<Array>& u, const std::vector<Array>& v, bool bias,
-                             double alpha, double beta) {
-    Call c{"khatri_rao_jtu", ctx};
-    const auto av = c.group(a, "a");
-    const auto gv = c.group(g, "g");
-    const auto uv = c.group(u, "u");
-    const auto vv = c.group(v, "v");
-    const auto o = kr_options(bias, alpha, beta, 0, 0);
-    check(curvkit_khatri_rao_jtu(ctx.handle, static_cast<int64_t>(av.size()), av.data(), gv.data(),
-                                 uv.data(), vv.data(), &o));
-  });
+  // jv (in: v, out: u) and jtu (in: u, out: v) share their shape.
+  using KrProduct = curvkit_status (*)(curvkit_context, int64_t, const curvkit_matrices*,
+                                       const curvkit_matrices*, const curvkit_matrices*,
+                                       const curvkit_matrices*, const curvkit_khatri_rao_options*);
+  const auto kr_product = [](const char* op, const char* in_name, const char* out_name,
+                             KrProduct fn) {
+    return [=](Context& ctx, const std::vector<Array>& a, const std::vector<Array>& g,
+               const std::vector<Array>& in, const std::vector<Array>& out, bool bias, double alpha,
+               double beta) {
+      Call c{op, ctx};
+      const auto av = c.group(a, "a");
+      const auto gv = c.group(g, "g");
+      const auto iv = c.group(in, in_name);
+      const auto ov = c.group(out, out_name);
+      const auto o = kr_options(bias, alpha, beta, 0, 0);
+      check(fn(ctx.handle, static_cast<int64_t>(av.size()), av.data(), gv.data(), iv.data(),
+               ov.data(), &o));
+    };
+  };
+  m.def("khatri_rao_jv", kr_product("khatri_rao_jv", "v", "u", curvkit_khatri_rao_jv));
+  m.def("khatri_rao_jtu", kr_product("khatri_rao_jtu", "u", "v", curvkit_khatri_rao_jtu));
 
   // ---- Newton-Schulz: kind 0 inverse, 1 sqrt, 2 inverse root, 3 polar ----
   m.def("newton_schulz",
