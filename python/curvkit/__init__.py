@@ -18,6 +18,7 @@ argument.  The mathematics of each op is documented in include/curvkit/<family>.
 
 from __future__ import annotations
 
+import atexit
 import numbers
 
 import numpy as np
@@ -126,6 +127,11 @@ def _context(x, backend=None):
     if key not in _contexts:
         _contexts[key] = _ext.Context(_BACKENDS[backend], stream)
     return _contexts[key]
+
+
+@atexit.register
+def _release_contexts():
+    _contexts.clear()
 
 
 def _host_kokkos() -> bool:

@@ -28,6 +28,8 @@ mean loss, so losses must be means over the mini-batch).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -68,6 +70,8 @@ class CurvkitOptimizer(torch.optim.Optimizer):
         self._vectors = [p for p in params if id(p) not in in_modules]
         self._capture = None  # None, "g", "g_sampled" or "second": what the hooks keep now
         self._saved = {}
+        # The first layer's input needs no gradient; its output gradient is what the hook wants.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
         for m in self._modules:
             m.register_forward_hook(self._forward_hook)
             m.register_full_backward_hook(self._backward_hook)
