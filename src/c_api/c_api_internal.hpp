@@ -6,7 +6,6 @@
 #include <cstddef>
 #include <new>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -24,10 +23,12 @@ struct curvkit_context_s {
 
 namespace curvkit::capi {
 
-/// Thrown inside the C layer only (caught by run()) for an argument the C++ ops cannot see:
-/// a NULL view pointer, a dtype that differs from the call's.
+/// Thrown inside the C layer only (caught by run()) for an argument the C++ ops cannot see
+/// (a NULL view pointer, a dtype that differs from the call's), or with backend_error when the
+/// context's workspace could not be replaced.
 struct ArgumentError {
   std::string message;
+  StatusCode code = StatusCode::invalid_argument;
 };
 
 /// Records `status` as the thread's last error (when not ok) and returns its C code.
@@ -121,9 +122,9 @@ curvkit_status run_typed(const char* op, curvkit_context ctx, curvkit_dtype dtyp
     return report(Status::invalid_argument(
         op, "dtype " + std::to_string(static_cast<int>(dtype)) + " is not a curvkit_dtype"));
   } catch (const ArgumentError& e) {
-    return report({StatusCode::invalid_argument, e.message});
+    return report({e.code, e.message});
   } catch (const std::bad_alloc&) {
-    return report(CURVKIT_OUT_OF_MEMORY, std::string(op) + ": out of host memory");
+    return report(CURVKIT_OUT_OF_MEMORY, std::string(op) + ": out of memory");
   } catch (const std::exception& e) {
     return report({StatusCode::backend_error, std::string(op) + ": " + e.what()});
   } catch (...) {

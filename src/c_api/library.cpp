@@ -36,7 +36,7 @@ Context with_workspace(curvkit_context_s* h, std::size_t bytes) {
   if (bytes > h->workspace_bytes) {
     // The old buffer may still be in use by launched work.
     Status s = synchronize(h->ctx);
-    if (!s.ok()) throw ArgumentError{s.to_string()};
+    if (!s.ok()) throw ArgumentError{s.message(), StatusCode::backend_error};
     deallocate(h->ctx, h->workspace);
     h->workspace = nullptr;
     h->workspace_bytes = 0;
@@ -66,7 +66,7 @@ curvkit_status guarded(const char* op, F&& f) {
   } catch (const std::bad_alloc&) {
     return report(CURVKIT_OUT_OF_MEMORY, std::string(op) + ": out of memory");
   } catch (const ArgumentError& e) {
-    return report(CURVKIT_BACKEND_ERROR, e.message);
+    return report({e.code, e.message});
   } catch (const std::exception& e) {
     return report(CURVKIT_BACKEND_ERROR, std::string(op) + ": " + e.what());
   } catch (...) {
