@@ -116,3 +116,38 @@ def test_methods_that_need_the_cpp_trainer_say_so():
     model = torch.nn.Sequential(torch.nn.Linear(3, 2))
     with pytest.raises(NotImplementedError, match="C\\+\\+ trainer"):
         ckt.CurvkitOptimizer(model, "smw-ng")
+
+
+def tnt_direction(grad, eps):
+    """TNT's first direction (docs/optimizer-spec.md §5) for one tensor variable: statistics
+    S_i = mat_i(G) mat_i(G)^T, trace normalisation (thesis eq. 4.10), P = G x_i (U_i + eps I)^-1."""
+    order, dims, size = grad.dim(), grad.shape, grad.numel()
+    unfold = [grad.movedim(k, 0).reshape(dims[k], -1) for k in range(order)]
+    stats = [u @ u.T for u in unfold]
+    c0 = (sum(s.trace() for s in stats) / order / size) ** (1.0 / order)
+    p = grad.clone()
+    for k in range(order):
+        u = stats[k] / (c0 ** (order - 1) * (size // dims[k]))
+        v = torch.linalg.inv(u + eps * torch.eye(dims[k], dtype=grad.dtype))
+        p = torch.tensordot(v, p.movedim(k, 0), dims=1).movedim(0, k)
+    return p
+
+
+def test_tnt_step_equals_direct_torch_computation():
+    torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
+    conv = torch.nn.Conv2d(2, 3, 3).double()
+    model = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(12, 4).double())
+    x, y = torch.randn(5, 2, 4, 4, dtype=torch.float64), torch.randint(0, 4, (5,))
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = ckt.CurvkitOptimizer(model, "tnt-ef", preset="autoencoder", lr=1.0)  # eps 0.1, wd 0
+    logits = model(x)
+    opt.zero_grad()
+    opt.backward(F.cross_entropy(logits, y), logits)
+    grads = [p.grad.clone() for p in model.parameters()]
+    opt.step()
+    # a convolution is the tensor (c_out, c_in, kh kw); linear (d_out, d_in); biases (n)
+    for p, p0, g in zip(model.parameters(), before, grads):
+        shaped = g.reshape(3, 2, 9) if g.dim() == 4 else g
+        want = p0 - tnt_direction(shaped, 0.1).reshape(p0.shape)
+        assert ((p.detach() - want).norm() / (want - p0).norm()).item() < 1e-12
