@@ -105,7 +105,7 @@ def test_kfac_step_equals_direct_torch_computation():
 def test_each_optimizer_trains_a_cnn_on_fashion_mnist(name, device):
     images, labels = load_fashion_mnist(DATA, limit=4096)
     torch.set_num_threads(2)
-    losses, _ = train(name, images, labels, steps=40, batch=64, lr=None,
+    losses, _, _ = train(name, images, labels, steps=40, batch=64, lr=None,
                       device=torch.device(device), warmup=0)
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert np.isfinite(losses).all(), f"{name}: non-finite loss"
