@@ -29,9 +29,11 @@ __version__ = _ext.version()
 __all__ = [
     "version", "backends", "optimizer_names", "synchronize",
     "potrf", "potrs", "posv", "potri",
-    "rank1_update", "woodbury_solve", "bfgs_update", "lbfgs_apply",
-    "gemm", "syrk", "mode_product", "kron_apply", "mode_gram",
-    "khatri_rao_gram", "khatri_rao_jv", "khatri_rao_jtu",
+    "rank1_update", "woodbury_solve", "bfgs_update", "bfgs_damping", "hessian_action_pair",
+    "lbfgs_apply",
+    "gemm", "syrk", "mode_product", "kron_apply", "mode_gram", "tnt_normalize",
+    "kfac_pi_damping",
+    "khatri_rao_gram", "khatri_rao_jv", "khatri_rao_jtu", "khatri_rao_layer_sums", "coarse_gram",
     "newton_schulz_inverse", "newton_schulz_sqrt", "newton_schulz_inverse_root",
     "newton_schulz_polar", "Optimizer",
 ]
@@ -255,6 +257,39 @@ def bfgs_update(h, s, y, *, min_curvature=0.0, skip_rejected=False, mirror_upper
     return info
 
 
+_DAMPING = {"powell_lm": 0, "double_damping": 1, "powell_identity_lm": 2, "powell_lm_hy": 3}
+
+
+def bfgs_damping(h, s, y, *, scheme="powell_lm", mu1=0.2, mu2=1.0, skip_test=False,
+                 backend=None):
+    """Damps each BFGS pair (s, y: batch x 1 x n) in place for K-BFGS: Powell damping with H
+    (theta1), then Levenberg-Marquardt y += mu2 s ('powell_lm'), or Powell with B = I
+    (theta2, 'double_damping'), or Powell with H = I / mu2 then LM ('powell_identity_lm'; h may
+    be None), or 'powell_lm' given h = the products H y (batch x 1 x n, 'powell_lm_hy').
+    skip_test flags pairs with s~^T y~ < mu1 y~^T H y~.  Returns (info, theta (batch x 2),
+    skip)."""
+    if scheme not in _DAMPING:
+        raise ValueError(f"bfgs_damping: scheme must be one of {sorted(_DAMPING)}, not {scheme!r}")
+    n = _batch(s)
+    info, skip = _info(s, n), _info(s, n)
+    theta = _zeros(s, (2 * n,))
+    _ext.bfgs_damping(_context(s, backend), h, s, y, info, _DAMPING[scheme], float(mu1),
+                      float(mu2), bool(skip_test), theta, skip)
+    return info, theta.reshape(n, 2), skip
+
+
+def hessian_action_pair(h, abar, x, s=None, y=None, *, lam=0.0, scale=None, backend=None):
+    """K-BFGS's pair for the A factor: s = H abar and y = scale X^T (X s) + lam s (X^T X never
+    formed; scale defaults to 1 / x.rows).  h: batch x n x n, abar: batch x 1 x n, x:
+    batch x m x n.  Returns (s, y, info)."""
+    s = _empty(abar, tuple(abar.shape)) if s is None else s
+    y = _empty(abar, tuple(abar.shape)) if y is None else y
+    info = _info(h, _batch(h))
+    _ext.hessian_action_pair(_context(h, backend), h, abar, x, s, y, info, float(lam),
+                             float(scale or 0.0))
+    return s, y, info
+
+
 def lbfgs_apply(s, y, x, *, gamma=1.0, skip_zero_pairs=False, two_loop=False, backend=None):
     """X := H_p X for the p stored pairs (rows of s, y; oldest first) and H_0 = gamma I
     (gamma <= 0: the newest pair's scaling), in the compact form (or the two-loop recursion).
@@ -341,6 +376,30 @@ def mode_gram(x, grams=None, *, batched=False, beta=0.0, scale=1.0, fill="full",
     return grams
 
 
+def tnt_normalize(grams, *, backend=None):
+    """TNT's trace normalisation (its eq. 4.10) in place: grams is the list of one tensor
+    variable's K mode Grams S_i (each d_i x d_i, or batch x d_i x d_i for a batch of variables);
+    afterwards every tr(S_i) / d_i equals c0 = (t / prod d_j)^(1/K), t the mean trace.
+    Returns info (1: all-zero statistic, left unchanged; -1: NaN/Inf)."""
+    grams = _group(grams)
+    info = _info(grams[0], _batch(grams[0]))
+    _ext.tnt_normalize(_context(grams[0], backend), grams, info)
+    return info
+
+
+def kfac_pi_damping(a_factors, g_factors, lam, *, backend=None):
+    """K-FAC's pi-split damping for each pair of factors (A of group l with G of group l):
+    pi = sqrt((tr A / d_A) / (tr G / d_G)), shift_a = pi sqrt(lam), shift_g = sqrt(lam) / pi.
+    Returns (shift_a, shift_g, info), flat over the pairs in group order (info 1: a zero trace,
+    pi = 1)."""
+    first = _first(a_factors)
+    n = _count(a_factors)
+    shift_a, shift_g, info = _zeros(first, (n,)), _zeros(first, (n,)), _info(first, n)
+    _ext.kfac_pi_damping(_context(first, backend), _group(a_factors), _group(g_factors),
+                         float(lam), shift_a, shift_g, info)
+    return shift_a, shift_g, info
+
+
 # ---- Khatri-Rao -----------------------------------------------------------------------------
 
 _PATHS = {"auto": 0, "fused": 1, "direct": 2}
@@ -372,6 +431,30 @@ def khatri_rao_jtu(a, g, u, v, *, bias=False, alpha=1.0, beta=0.0, backend=None)
     _ext.khatri_rao_jtu(_context(_first(a), backend), _group(a), _group(g), _group(u),
                         _group(v), bool(bias), float(alpha), float(beta))
     return v
+
+
+def khatri_rao_layer_sums(x, sums=None, *, samples=None, bias=False, backend=None):
+    """Two-level K-FAC's per-sample layer sums: sums[i, l] = the sum of the entries of sample
+    i's rows of x[l] (x: a list of one (m S_l) x d_l matrix per layer, or batch x (m S_l) x d_l;
+    with bias each row has a trailing 1, adding S_l).  samples: m (default: x[0]'s rows).
+    Returns sums (m x L)."""
+    x = _group(x)
+    if sums is None:
+        m = samples or x[0].shape[-2]
+        sums = _zeros(x[0], (*x[0].shape[:-2], m, len(x)))
+    _ext.khatri_rao_layer_sums(_context(x[0], backend), x, sums, bool(bias))
+    return sums
+
+
+def coarse_gram(sums_a, sums_g, s_a=None, s_g=None, f=None, *, beta=0.0, backend=None):
+    """Two-level K-FAC's coarse Fisher: S_A = beta S_A + (1 - beta) sums_a^T sums_a / m, S_G
+    likewise, F = S_A * S_G (elementwise; L x L, all written in full).  Returns (s_a, s_g, f)."""
+    shape = (*sums_a.shape[:-2], sums_a.shape[-1], sums_a.shape[-1])
+    s_a = _zeros(sums_a, shape) if s_a is None else s_a
+    s_g = _zeros(sums_a, shape) if s_g is None else s_g
+    f = _empty(sums_a, shape) if f is None else f
+    _ext.coarse_gram(_context(sums_a, backend), sums_a, sums_g, s_a, s_g, f, float(beta))
+    return s_a, s_g, f
 
 
 # ---- Newton-Schulz --------------------------------------------------------------------------

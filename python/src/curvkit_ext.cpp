@@ -360,6 +360,33 @@ NB_MODULE(_ext, m) {
     check(curvkit_bfgs_update(ctx.handle, &hv, &sv, &yv,
                               c.out_ints<int32_t>(info, "info", hv.batch), &o, nullptr, nullptr));
   });
+  m.def("bfgs_damping", [](Context& ctx, const OptArray& h, const Array& s, const Array& y,
+                           const Array& info, int scheme, double mu1, double mu2, bool skip_test,
+                           const Array& theta, const Array& skip) {
+    Call c{"bfgs_damping", ctx};
+    const auto sv = c.matrices(s, "s");  // first: the call's dtype
+    const auto yv = c.matrices(y, "y");
+    const auto hv = c.optional(h, "h");
+    const curvkit_damping_options o{static_cast<curvkit_damping_scheme>(scheme), mu1, mu2,
+                                    skip_test ? 1 : 0};
+    const auto n = static_cast<std::size_t>(sv.batch);
+    check(curvkit_bfgs_damping(ctx.handle, &hv, &sv, &yv, c.out_ints<int32_t>(info, "info", n), &o,
+                               c.out_values(theta, "theta", 2 * n),
+                               c.out_ints<int32_t>(skip, "skip", n)));
+  });
+  m.def("hessian_action_pair",
+        [](Context& ctx, const Array& h, const Array& abar, const Array& x, const Array& s,
+           const Array& y, const Array& info, double lambda, double scale) {
+          Call c{"hessian_action_pair", ctx};
+          const auto hv = c.matrices(h, "h");
+          const auto av = c.matrices(abar, "abar");
+          const auto xv = c.matrices(x, "x");
+          const auto sv = c.matrices(s, "s");
+          const auto yv = c.matrices(y, "y");
+          const curvkit_hessian_action_options o{lambda, scale};
+          check(curvkit_hessian_action_pair(ctx.handle, &hv, &av, &xv, &sv, &yv,
+                                            c.out_ints<int32_t>(info, "info", hv.batch), &o));
+        });
   const auto lbfgs = [](const char* op, auto fn) {
     return [op, fn](Context& ctx, const Array& s, const Array& y, const Array& x, const Array& info,
                     double gamma, bool skip_zero) {
@@ -436,6 +463,27 @@ NB_MODULE(_ext, m) {
     check(curvkit_mode_gram(ctx.handle, &xv, gv.data(), &o));
   });
 
+  m.def("tnt_normalize", [](Context& ctx, const std::vector<Array>& grams, const Array& info) {
+    Call c{"tnt_normalize", ctx};
+    const auto gv = c.group(grams, "grams");
+    check(curvkit_tnt_normalize(ctx.handle, static_cast<int64_t>(gv.size()), gv.data(),
+                                c.out_ints<int32_t>(info, "info", gv[0].batch)));
+  });
+  m.def("kfac_pi_damping", [](Context& ctx, const std::vector<Array>& a,
+                              const std::vector<Array>& g, double lambda, const Array& shift_a,
+                              const Array& shift_g, const Array& info) {
+    Call c{"kfac_pi_damping", ctx};
+    const auto av = c.group(a, "a_factors");
+    const auto gv = c.group(g, "g_factors");
+    if (gv.size() != av.size())
+      c.value_error("a_factors and g_factors must have the same number of groups");
+    const std::size_t n = total(av);
+    void* sa = c.out_values(shift_a, "shift_a", n);
+    void* sg = c.out_values(shift_g, "shift_g", n);
+    check(curvkit_kfac_pi_damping(ctx.handle, static_cast<int64_t>(av.size()), av.data(), gv.data(),
+                                  lambda, sa, sg, c.out_ints<int32_t>(info, "info", n)));
+  });
+
   // ---- Khatri-Rao ----
   m.def("khatri_rao_gram",
         [](Context& ctx, const std::vector<Array>& a, const std::vector<Array>& g,
@@ -469,6 +517,25 @@ NB_MODULE(_ext, m) {
   };
   m.def("khatri_rao_jv", kr_product("khatri_rao_jv", "v", "u", curvkit_khatri_rao_jv));
   m.def("khatri_rao_jtu", kr_product("khatri_rao_jtu", "u", "v", curvkit_khatri_rao_jtu));
+
+  m.def("khatri_rao_layer_sums",
+        [](Context& ctx, const std::vector<Array>& x, const Array& sums, bool bias) {
+          Call c{"khatri_rao_layer_sums", ctx};
+          const auto xv = c.group(x, "x");
+          const auto sv = c.matrices(sums, "sums");
+          check(curvkit_khatri_rao_layer_sums(ctx.handle, static_cast<int64_t>(xv.size()),
+                                              xv.data(), &sv, bias ? 1 : 0));
+        });
+  m.def("coarse_gram", [](Context& ctx, const Array& sums_a, const Array& sums_g, const Array& s_a,
+                          const Array& s_g, const Array& f, double beta) {
+    Call c{"coarse_gram", ctx};
+    const auto av = c.matrices(sums_a, "sums_a");
+    const auto gv = c.matrices(sums_g, "sums_g");
+    const auto sav = c.matrices(s_a, "s_a");
+    const auto sgv = c.matrices(s_g, "s_g");
+    const auto fv = c.matrices(f, "f");
+    check(curvkit_coarse_gram(ctx.handle, &av, &gv, &sav, &sgv, &fv, beta));
+  });
 
   // ---- Newton-Schulz: kind 0 inverse, 1 sqrt, 2 inverse root, 3 polar ----
   m.def("newton_schulz",

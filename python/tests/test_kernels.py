@@ -115,6 +115,64 @@ def test_bfgs_and_lbfgs(backend, dtype):
 
 
 @params
+def test_bfgs_damping_and_hessian_action_pair(backend, dtype):
+    n, mu1, mu2 = 6, 0.2, 0.5
+    f = lambda m: m.astype(np.float64)
+    h = spd(2, n, dtype)
+    s = randn(2, 1, n, dtype=dtype)
+    y = np.empty_like(s)
+    y[0] = -s[0] + 0.1 * randn(1, n)  # s^T y < 0: Powell damps it
+    y[1] = np.linalg.solve(f(h[1]), f(s[1, 0]))  # H y = s: s^T y = y^T H y, left alone
+    for scheme in ["powell_lm", "double_damping", "powell_identity_lm", "powell_lm_hy"]:
+        H = np.eye(n) / mu2 if scheme == "powell_identity_lm" else f(h)
+        hs, hy_ = s.copy(), y.copy()
+        arg = {"powell_identity_lm": None,
+               "powell_lm_hy": np.einsum("bij,bkj->bki", f(h), f(y)).astype(dtype)}.get(scheme, h)
+        info, theta, _ = ck.bfgs_damping(arg, hs, hy_, scheme=scheme, mu1=mu1, mu2=mu2,
+                                         backend=backend)
+        assert not info.any(), scheme
+        for b in range(2):  # Powell's rule (thesis Alg. 3 / 8 / 11) written out here
+            sb, yb = f(s[b, 0]), f(y[b, 0])
+            hy = (H if H.ndim == 2 else H[b]) @ yb
+            sy, yhy = sb @ yb, yb @ hy
+            t1 = (1 - mu1) * yhy / (yhy - sy) if sy < mu1 * yhy else 1.0
+            st = t1 * sb + (1 - t1) * hy
+            if scheme == "double_damping":
+                ss, sy2 = st @ st, st @ yb
+                t2 = (1 - mu2) * ss / (ss - sy2) if sy2 < mu2 * ss else 1.0
+                yt = t2 * yb + (1 - t2) * st
+                assert st @ yt >= mu2 * (st @ st) * (1 - 1e3 * tol(dtype))
+            else:
+                t2, yt = 1.0, yb + mu2 * st
+            assert rel(hs[b, 0], st) < 10 * tol(dtype) and rel(hy_[b, 0], yt) < 10 * tol(dtype)
+            assert rel(theta[b], np.array([t1, t2])) < 10 * tol(dtype), scheme
+            # Powell's guarantee: s~^T y >= mu1 y^T H y, with equality when damped
+            assert st @ yb >= mu1 * yhy * (1 - 1e3 * tol(dtype))
+        assert theta[0, 0] < 1 and theta[1, 0] == 1
+    # Alg. 5's skip test on the damped pair: flagged when s~^T y~ < mu1 y~^T H y~
+    st, yt = s.copy(), y.copy()
+    _, _, skip = ck.bfgs_damping(h, st, yt, skip_test=True, backend=backend)
+    for b in range(2):
+        lhs, rhs = f(st[b, 0]) @ f(yt[b, 0]), 0.2 * f(yt[b, 0]) @ f(h[b]) @ f(yt[b, 0])
+        if abs(lhs - rhs) > 1e-3 * abs(rhs):  # not at the rounding-level boundary
+            assert skip[b] == (lhs < rhs)
+    with pytest.raises(ValueError, match="scheme"):
+        ck.bfgs_damping(h, s, y, scheme="powell")
+
+    # K-BFGS's A-factor pair: s = H abar, y = (1/m) X^T X s + lam s
+    m = 9
+    abar, x = randn(2, 1, n, dtype=dtype), randn(2, m, n, dtype=dtype)
+    sp, yp, info = ck.hessian_action_pair(h, abar, x, lam=0.3, backend=backend)
+    assert not info.any()
+    for b in range(2):
+        want_s = f(h[b]) @ f(abar[b, 0])
+        want_y = f(x[b]).T @ (f(x[b]) @ want_s) / m + 0.3 * want_s
+        assert rel(sp[b, 0], want_s) < tol(dtype) and rel(yp[b, 0], want_y) < tol(dtype)
+    _, yp2, _ = ck.hessian_action_pair(h, abar, x, scale=2.0, backend=backend)
+    assert rel(yp2[0, 0], 2 * f(x[0]).T @ (f(x[0]) @ (f(h[0]) @ f(abar[0, 0])))) < tol(dtype)
+
+
+@params
 def test_gemm_syrk(backend, dtype):
     a, b = randn(3, 4, 6, dtype=dtype), randn(3, 5, 6, dtype=dtype)
     c = ck.gemm(a, b, trans_b=True, alpha=2.0, backend=backend)
@@ -156,6 +214,43 @@ def test_kron_and_mode_products(backend, dtype):
 
 
 @params
+def test_tnt_normalize_and_kfac_pi_damping(backend, dtype):
+    f = lambda m: m.astype(np.float64)
+    dims = (2, 3, 4)
+    x = randn(2, *dims)  # two tensor variables
+    grams = []
+    for k in range(3):
+        unfold = np.moveaxis(x, k + 1, 1).reshape(2, dims[k], -1)
+        grams.append((unfold @ unfold.transpose(0, 2, 1)).astype(dtype))
+    grams[0][1] = 0  # the second variable's statistic is zero: left unchanged, info 1
+    for g in grams[1:]:
+        g[1] = 0
+    before = [f(g) for g in grams]
+    info = ck.tnt_normalize(grams, backend=backend)
+    assert list(info) == [0, 1]
+    t = np.mean([np.trace(g[0]) for g in before])
+    c0 = (t / np.prod(dims)) ** (1 / 3)
+    for i, (g, g0) in enumerate(zip(grams, before)):  # thesis eq. 4.10
+        other = np.prod([d for j, d in enumerate(dims) if j != i])
+        assert rel(g[0], g0[0] / (c0 ** 2 * other)) < tol(dtype)
+        assert abs(np.trace(f(g[0])) / dims[i] - c0) < 10 * tol(dtype) * c0
+        assert not g[1].any()
+
+    a = [spd(1, 5, dtype), spd(2, 3, dtype)]
+    g = [2.0 * spd(1, 4, dtype), spd(2, 2, dtype)]
+    g[1][1] = 0  # a zero factor: pi = 1, info 1
+    lam = 0.04
+    shift_a, shift_g, info = ck.kfac_pi_damping(a, g, lam, backend=backend)
+    assert list(info) == [0, 0, 1]
+    pairs = [(a[0][0], g[0][0]), (a[1][0], g[1][0]), (a[1][1], g[1][1])]
+    for j, (A, G) in enumerate(pairs[:2]):
+        pi = np.sqrt((np.trace(f(A)) / len(A)) / (np.trace(f(G)) / len(G)))
+        assert rel(shift_a[j], pi * np.sqrt(lam)) < tol(dtype)
+        assert rel(shift_g[j], np.sqrt(lam) / pi) < tol(dtype)
+    assert rel(shift_a[2], np.sqrt(lam)) < tol(dtype) and rel(shift_g[2], np.sqrt(lam)) < tol(dtype)
+
+
+@params
 def test_khatri_rao(backend, dtype):
     m, d_in, d_out = 5, 3, 4
     a, g = randn(m, d_in, dtype=dtype), randn(m, d_out, dtype=dtype)
@@ -168,6 +263,28 @@ def test_khatri_rao(backend, dtype):
     w = randn(m, 1, dtype=dtype)
     vt = ck.khatri_rao_jtu(a, g, w, np.zeros((d_out, d_in), dtype), backend=backend)
     assert rel(vt.reshape(-1), J.T @ w[:, 0].astype(np.float64)) < tol(dtype)
+
+
+@params
+def test_two_level_kfac_layer_sums_and_coarse_gram(backend, dtype):
+    f = lambda m: m.astype(np.float64)
+    m, positions, widths = 6, [1, 4, 3], [5, 2, 7]  # a linear layer and two convolutions
+    x = [randn(m * p, d, dtype=dtype) for p, d in zip(positions, widths)]
+    for bias in (False, True):
+        sums = ck.khatri_rao_layer_sums(x, samples=m, bias=bias, backend=backend)
+        assert sums.shape == (m, 3)
+        for l, (p, d) in enumerate(zip(positions, widths)):
+            want = f(x[l]).reshape(m, p * d).sum(axis=1) + (p if bias else 0)
+            assert rel(sums[:, l], want) < tol(dtype)
+    sa, sg = randn(m, 3, dtype=dtype), randn(m, 3, dtype=dtype)
+    s_a, s_g, fc = ck.coarse_gram(sa, sg, backend=backend)
+    assert rel(s_a, f(sa).T @ f(sa) / m) < tol(dtype) and rel(s_g, f(sg).T @ f(sg) / m) < tol(dtype)
+    assert rel(fc, (f(sa).T @ f(sa) / m) * (f(sg).T @ f(sg) / m)) < tol(dtype)
+    old_a, old_g = f(s_a), f(s_g)
+    s_a, s_g, fc = ck.coarse_gram(sg, sa, s_a, s_g, fc, beta=0.75, backend=backend)
+    want_a = 0.75 * old_a + 0.25 * f(sg).T @ f(sg) / m
+    want_g = 0.75 * old_g + 0.25 * f(sa).T @ f(sa) / m
+    assert rel(s_a, want_a) < tol(dtype) and rel(fc, want_a * want_g) < tol(dtype)
 
 
 @params
@@ -220,6 +337,14 @@ def test_bad_inputs_raise_naming_the_argument(backend):
         ck.posv(a.copy(), b, backend="tpu")
     with pytest.raises(ValueError, match="one entry per mode"):
         ck.mode_product(randn(2, 3), [None])
+    with pytest.raises(ValueError, match="grams"):  # one batch entry per variable in every mode
+        ck.tnt_normalize([spd(2, 3, np.float64), spd(3, 4, np.float64)], backend=backend)
+    with pytest.raises(ValueError, match="same number of groups"):
+        ck.kfac_pi_damping([spd(1, 3, np.float64)] * 2, [spd(1, 2, np.float64)], 0.1)
+    with pytest.raises(ValueError, match="sums"):  # sums must be m x L
+        ck.khatri_rao_layer_sums([randn(6, 2), randn(6, 3)], np.zeros((6, 3)), backend=backend)
+    with pytest.raises(TypeError, match="s_g"):
+        ck.coarse_gram(randn(5, 2), randn(5, 2), s_g=np.zeros((2, 2), np.float32), backend=backend)
     with pytest.raises(ValueError, match="unknown name 'adamax'"):
         ck.Optimizer("adamax")
     with pytest.raises(ValueError, match="layers"):
