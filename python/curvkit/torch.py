@@ -101,14 +101,19 @@ class CurvkitOptimizer(torch.optim.Optimizer):
         return t.reshape(-1, t.shape[-1])
 
     def _inputs(self, module, x):
+        """The layer's a: (m S) x (d_in [+ 1]), sample-major rows, a ones column for the bias;
+        written in one copy (the unfolded patches are transposed straight into it)."""
         if isinstance(module, torch.nn.Conv2d):
             x = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
-            x = x.transpose(1, 2).reshape(-1, x.shape[1])
+            x = x.transpose(1, 2)  # m x S x (c_in kh kw), not contiguous
         else:
-            x = x.reshape(-1, x.shape[-1])
-        if module.bias is not None:
-            x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
-        return x.contiguous()
+            x = x.reshape(-1, 1, x.shape[-1])
+        bias = module.bias is not None
+        out = x.new_empty(x.shape[0], x.shape[1], x.shape[2] + bias)
+        out[:, :, :x.shape[2]] = x
+        if bias:
+            out[:, :, -1] = 1
+        return out.view(-1, out.shape[2])
 
     def _layers(self, needs, sampled_grads=None):
         layers = []
