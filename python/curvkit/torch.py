@@ -94,11 +94,15 @@ class CurvkitOptimizer(torch.optim.Optimizer):
     # ---- layer descriptions -----------------------------------------------------------------
 
     @staticmethod
-    def _rows(t, conv):
-        """(m S) x channels: sample-major rows, one per position."""
-        if conv:
-            return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
-        return t.reshape(-1, t.shape[-1])
+    def _rows(t, conv, scale=None):
+        """(m S) x channels, contiguous: sample-major rows, one per position, times scale
+        (written in one pass when the layout or the scale needs a copy at all)."""
+        src = t.permute(0, 2, 3, 1) if conv else t
+        if scale is None:
+            return src.reshape(-1, src.shape[-1]).contiguous()
+        out = torch.empty(src.shape, dtype=t.dtype, device=t.device)
+        torch.mul(src, scale, out=out)
+        return out.view(-1, out.shape[-1])
 
     def _inputs(self, module, x):
         """The layer's a: (m S) x (d_in [+ 1]), sample-major rows, a ones column for the bias;
@@ -137,9 +141,9 @@ class CurvkitOptimizer(torch.optim.Optimizer):
             scale = float(layer.get("m", 1))
             for key in ("g", "g_sampled"):
                 if needs.get(key):
-                    layer[key] = (self._rows(self._need(saved, key), conv) * scale).contiguous()
+                    layer[key] = self._rows(self._need(saved, key), conv, scale)
             if needs.get("z"):
-                layer["z"] = self._rows(self._need(saved, "z"), conv).contiguous()
+                layer["z"] = self._rows(self._need(saved, "z"), conv)
             if needs.get("grad_sampled"):
                 if sampled_grads is None:
                     raise RuntimeError(f"{self.method} needs sampled-label gradients: call "

@@ -288,15 +288,21 @@ NB_MODULE(_ext, m) {
       .def("synchronize", [](Context& c) { check(curvkit_synchronize(c.handle)); });
 
   // ---- SPD ----
-  m.def("potrf", [](Context& ctx, const std::vector<Array>& a, const Array& info, double shift,
-                    int policy, double start, double growth, int retries, const OptArray& used) {
-    Call c{"potrf", ctx};
-    const auto av = c.group(a, "a");
-    const auto o = spd_options(shift, policy, start, growth, retries);
-    check(curvkit_potrf(ctx.handle, static_cast<int64_t>(av.size()), av.data(),
-                        c.out_ints<int32_t>(info, "info", total(av)), &o,
-                        c.out_values(used, "shift_used", total(av))));
-  });
+  // potrf and potri: one group list factored (or inverted) in place.
+  using SpdInPlace = curvkit_status (*)(curvkit_context, int64_t, const curvkit_matrices*, int32_t*,
+                                        const curvkit_spd_options*, void*);
+  const auto spd_in_place = [](const char* op, SpdInPlace fn) {
+    return [=](Context& ctx, const std::vector<Array>& a, const Array& info, double shift,
+               int policy, double start, double growth, int retries, const OptArray& used) {
+      Call c{op, ctx};
+      const auto av = c.group(a, "a");
+      const auto o = spd_options(shift, policy, start, growth, retries);
+      check(fn(ctx.handle, static_cast<int64_t>(av.size()), av.data(),
+               c.out_ints<int32_t>(info, "info", total(av)), &o,
+               c.out_values(used, "shift_used", total(av))));
+    };
+  };
+  m.def("potrf", spd_in_place("potrf", curvkit_potrf));
   m.def("potrs", [](Context& ctx, const std::vector<Array>& l, const std::vector<Array>& b,
                     const Array& info) {
     Call c{"potrs", ctx};
@@ -317,15 +323,7 @@ NB_MODULE(_ext, m) {
                        c.out_ints<int32_t>(info, "info", total(av)), &o,
                        c.out_values(used, "shift_used", total(av))));
   });
-  m.def("potri", [](Context& ctx, const std::vector<Array>& a, const Array& info, double shift,
-                    int policy, double start, double growth, int retries, const OptArray& used) {
-    Call c{"potri", ctx};
-    const auto av = c.group(a, "a");
-    const auto o = spd_options(shift, policy, start, growth, retries);
-    check(curvkit_potri(ctx.handle, static_cast<int64_t>(av.size()), av.data(),
-                        c.out_ints<int32_t>(info, "info", total(av)), &o,
-                        c.out_values(used, "shift_used", total(av))));
-  });
+  m.def("potri", spd_in_place("potri", curvkit_potri));
 
   // ---- Sherman-Morrison / Woodbury / quasi-Newton ----
   m.def("rank1_update", [](Context& ctx, const Array& h, const Array& u, const Array& info,
